@@ -1,0 +1,1 @@
+"""FastAPI service: a thin HTTP shell over the serving queries in `shoppulse`."""

@@ -1,0 +1,1 @@
+"""Dagster asset definitions: thin shells over `shoppulse` business logic."""

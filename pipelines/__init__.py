@@ -1,0 +1,1 @@
+"""Dagster wiring: the one `Definitions` entry, sensors, jobs and schedules."""

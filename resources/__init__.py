@@ -1,0 +1,1 @@
+"""Dagster resources: configuration-carrying handles to Kafka, the lake and PostgreSQL."""

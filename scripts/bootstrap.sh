@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what `make run` / `make test` need on a fresh machine, idempotently:
+#   uv (pinned; into .shoppulse/bootstrap when not on PATH), the locked Python environment (.venv),
+#   and with --test, Debian's docker-compose (used to validate docker-compose.yml; root only).
+# Kafka and PostgreSQL are installed/started by `python -m shoppulse.stack up`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+UV_VERSION=0.13.9
+
+uv_bin() {
+  if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
+  local boot=.shoppulse/bootstrap
+  if [ ! -x "$boot/bin/uv" ]; then
+    echo "bootstrap: installing uv $UV_VERSION into $boot" >&2
+    python3 -m venv "$boot" >&2
+    "$boot/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION" >&2
+  fi
+  echo "$PWD/$boot/bin/uv"
+}
+
+UV=$(uv_bin)
+"$UV" sync --frozen --quiet
+
+if [ "${1:-}" = "--test" ] && ! command -v docker-compose >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing Debian's docker-compose (validates docker-compose.yml without an engine)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  else
+    echo "bootstrap: docker-compose not found and not root: the compose validation test will be skipped" >&2
+  fi
+fi
+echo "$UV"

@@ -1,0 +1,3 @@
+from shoppulse.stack.cli import main
+
+main()

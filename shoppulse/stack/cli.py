@@ -1,0 +1,189 @@
+"""`python -m shoppulse.stack`: up, down, status, logs, env, run (whole stack) and test (suite)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from shoppulse.settings import PROJECT_ROOT, Settings, get_settings
+from shoppulse.stack import services
+from shoppulse.stack.apps import Supervisor, app_processes
+from shoppulse.stack.errors import StackError
+from shoppulse.stack.kafka import LocalKafka
+from shoppulse.stack.postgres import LocalPostgres
+
+
+def _fail(exc: StackError) -> None:
+    click.secho(f"error: {exc}", fg="red", err=True)
+    sys.exit(1)
+
+
+def _report_up(report: services.UpReport) -> None:
+    parts = [
+        f"started {', '.join(report.started)}" if report.started else "",
+        f"already running {', '.join(report.already_running)}" if report.already_running else "",
+        f"external {', '.join(report.external)}" if report.external else "",
+    ]
+    click.echo(f"stack up in {report.seconds:.1f}s: " + "; ".join(p for p in parts if p))
+
+
+class StopRequestedError(Exception):
+    """Raised from the signal handler to unwind `run`/`test` cleanly."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise StopRequestedError(signal.Signals(signum).name)
+
+
+@click.group()
+def cli() -> None:
+    """Manage ShopPulse's local stack (Kafka, PostgreSQL, Dagster, API, simulator)."""
+
+
+@cli.command()
+def up() -> None:
+    """Start Kafka and PostgreSQL (or check the external ones) and create the events topic. Idempotent."""
+    try:
+        _report_up(services.up(get_settings()))
+    except StackError as exc:
+        _fail(exc)
+
+
+@cli.command()
+def down() -> None:
+    """Stop what `up`/`run` started: app processes, then the local broker and cluster."""
+    settings = get_settings()
+    leftovers = Supervisor(settings, []).stop_leftovers()
+    stopped = services.down(settings)
+    names = leftovers + stopped
+    click.echo(f"stopped {', '.join(names)}" if names else "nothing was running")
+
+
+@cli.command()
+def status() -> None:
+    """Show each service's state."""
+    settings = get_settings()
+    for row in services.status(settings):
+        click.echo(f"{row.name:<20} {row.state:<12} {row.detail}")
+    for app in app_processes(settings):
+        pid = app.pid_file(settings).live_pid()
+        click.echo(f"{app.name:<20} {'running' if pid else 'stopped':<12} {f'pid {pid}' if pid else ''}")
+
+
+def _log_paths(settings: Settings) -> dict[str, str]:
+    paths = {"kafka": str(LocalKafka(settings).log_path)}
+    if not settings.external_postgres:
+        paths["postgres"] = str(LocalPostgres(settings).log_path)
+    for app in app_processes(settings):
+        paths[app.name] = str(app.log_path(settings))
+    return paths
+
+
+@cli.command()
+@click.argument("service", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the log grows.")
+@click.option("-n", "--lines", default=50, show_default=True, help="Lines to show.")
+def logs(service: str | None, follow: bool, lines: int) -> None:
+    """Show a service's log; without SERVICE, list the log files."""
+    paths = _log_paths(get_settings())
+    if service is None:
+        for name, path in paths.items():
+            click.echo(f"{name:<20} {path}{'' if Path(path).exists() else '  (none yet)'}")
+        return
+    if service not in paths:
+        raise click.BadParameter(f"unknown service {service!r}; one of: {', '.join(paths)}", param_hint="SERVICE")
+    args = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + [paths[service]]
+    os.execvp("tail", args)  # noqa: S606 - hand the terminal to tail
+
+
+@cli.command()
+def env() -> None:
+    """Print `export` lines pointing a shell at this stack (eval "$(python -m shoppulse.stack env)")."""
+    for key, value in get_settings().service_env().items():
+        click.echo(f"export {key}={value}")
+
+
+@cli.command()
+@click.option("--simulator/--no-simulator", default=True, help="Also run the live traffic simulator.")
+def run(simulator: bool) -> None:
+    """Run the whole stack in the foreground; Ctrl-C stops everything this command started."""
+    settings = get_settings()
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    report = services.UpReport()
+    supervisor = Supervisor(settings, app_processes(settings, with_simulator=simulator))
+    began = time.monotonic()
+    try:
+        leftovers = supervisor.stop_leftovers()
+        if leftovers:
+            click.echo(f"stopped leftovers of an earlier run: {', '.join(leftovers)}")
+        report = services.up(settings)
+        _report_up(report)
+        env = {**os.environ, **settings.service_env()}
+        supervisor.start_all(env)
+        click.echo(
+            f"\nShopPulse is running (ready in {time.monotonic() - began:.1f}s)\n"
+            f"  Dagster UI      http://127.0.0.1:{settings.dagster_port}\n"
+            f"  API             http://{settings.api_host}:{settings.api_port}  (docs: /docs)\n"
+            f"  Kafka           {settings.bootstrap_servers}  topic {settings.events_topic}\n"
+            f"  PostgreSQL      {settings.database_url}\n"
+            f"  Lake            {settings.lake_dir}\n"
+            f"  Logs            {settings.logs_dir}  (python -m shoppulse.stack logs -f SERVICE)\n"
+            "Press Ctrl-C to stop.",
+        )
+        while True:
+            dead = supervisor.dead()
+            if dead:
+                raise StackError(f"{dead[0]} exited unexpectedly; see {settings.logs_dir / (dead[0] + '.log')}")
+            time.sleep(1)
+    except StopRequestedError:
+        click.echo("\nstopping ...")
+    except StackError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        _shutdown(settings, supervisor, report)
+        sys.exit(1)
+    _shutdown(settings, supervisor, report)
+
+
+def _shutdown(settings: Settings, supervisor: Supervisor, report: services.UpReport) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    supervisor.stop_all()
+    stopped = services.down(settings, report.started)
+    click.echo("stopped" + (f" (and {', '.join(stopped)}, which this run started)" if stopped else ""))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def test(ctx: click.Context) -> None:
+    """Bring the stack up, run pytest (extra args are passed on), stop what this command started."""
+    settings = get_settings()
+    signal.signal(signal.SIGTERM, _raise_stop)
+    report = services.UpReport()
+    code = 1
+    try:
+        report = services.up(settings)
+        _report_up(report)
+        env = {**os.environ, **settings.service_env()}
+        began = time.monotonic()
+        code = subprocess.call([sys.executable, "-m", "pytest", *ctx.args], env=env, cwd=PROJECT_ROOT)
+        click.echo(f"pytest finished in {time.monotonic() - began:.0f}s with exit code {code}")
+    except StackError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+    except (StopRequestedError, KeyboardInterrupt):
+        code = 130
+    finally:
+        stopped = services.down(settings, report.started)
+        if stopped:
+            click.echo(f"stopped {', '.join(stopped)}")
+    sys.exit(code)
+
+
+def main() -> None:
+    cli(prog_name="python -m shoppulse.stack")

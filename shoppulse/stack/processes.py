@@ -1,0 +1,135 @@
+"""Detached service processes tracked by pid files: start, identify, stop, and port checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoppulse.stack.errors import StackError
+
+
+def port_is_open(port: int, host: str = "127.0.0.1", timeout: float = 0.3) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def process_cmdline(pid: int) -> str | None:
+    """The command line of a live process, or None when it does not exist (or is a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    if ") Z " in status:
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    """Poll `check` until it returns True or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class PidFile:
+    """A pid file plus the marker that must appear in the process's command line.
+
+    The marker (e.g. the config file path) keeps a recycled pid from being mistaken for our process.
+    """
+
+    path: Path
+    marker: str
+
+    def read(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def live_pid(self) -> int | None:
+        """The pid when its process is alive and is ours; removes a stale file and returns None."""
+        pid = self.read()
+        if pid is None:
+            if self.path.exists():
+                self.path.unlink()
+            return None
+        cmdline = process_cmdline(pid)
+        if cmdline is None or self.marker not in cmdline:
+            self.path.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def write(self, pid: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(f"{pid}\n")
+
+
+def start_detached(
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a process in its own session (survives the caller), stdout+stderr appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        try:
+            return subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise StackError(f"cannot start {argv[0]}: not found") from exc
+
+
+def stop_pid(pid: int, timeout: float, sig: int = signal.SIGTERM) -> bool:
+    """Signal `pid` (gracefully), wait up to `timeout`, then SIGKILL. True if it was running."""
+    if process_cmdline(pid) is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    if not wait_until(lambda: process_cmdline(pid) is None, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: process_cmdline(pid) is None, 10)
+    return True
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last `lines` lines of a text file ('' when it does not exist)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])

@@ -1,0 +1,1 @@
+"""Realistic e-commerce traffic generator that produces ShopPulse events into Kafka."""

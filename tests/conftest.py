@@ -1,0 +1,77 @@
+"""Session fixtures: the real stack (Kafka + PostgreSQL), unique topics and databases per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from confluent_kafka.admin import AdminClient
+from psycopg import sql
+
+from shoppulse.settings import Settings, get_settings
+from shoppulse.stack import services
+from shoppulse.stack.kafka import ensure_topic
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[services.UpReport]:
+    """The real services, started if needed (and then stopped at the end of the session)."""
+    report = services.up(settings)
+    for key, value in settings.service_env().items():
+        os.environ.setdefault(key, value)
+    yield report
+    services.down(settings, report.started)
+
+
+@pytest.fixture
+def kafka_topic(stack: services.UpReport, settings: Settings) -> Iterator[Callable[..., str]]:
+    """Factory for fresh topics on the real broker; deleted after the test."""
+    created: list[str] = []
+
+    def make(name: str = "t", partitions: int = 6) -> str:
+        topic = f"test.{name}.{uuid.uuid4().hex[:10]}"
+        ensure_topic(settings.bootstrap_servers, topic, partitions)
+        created.append(topic)
+        return topic
+
+    yield make
+    if created:
+        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+        for future in admin.delete_topics(created, operation_timeout=30).values():
+            future.result()
+
+
+def _server_url(settings: Settings) -> str:
+    return settings.database_url
+
+
+def _with_database(url: str, database: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+@pytest.fixture
+def pg_database(stack: services.UpReport, settings: Settings) -> Iterator[Callable[[], str]]:
+    """Factory for fresh, empty databases on the real server; dropped after the test."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(_server_url(settings), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return _with_database(settings.database_url, name)
+
+    yield make
+    with psycopg.connect(_server_url(settings), autocommit=True) as conn:
+        for name in created:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
