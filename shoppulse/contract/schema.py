@@ -1,0 +1,242 @@
+"""The event contract as Polars types and vectorized validation rules, derived from the pydantic models.
+
+Deriving (rather than restating) the rules keeps one definition: every field constraint written in
+:mod:`shoppulse.contract.events` (required, allowed values, pattern, bounds, lengths) becomes a Polars
+expression here, plus the models' cross-field checks, written once more as expressions below.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal, get_args, get_origin
+
+import polars as pl
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from shoppulse.contract.events import (
+    EVENT_MODELS,
+    MAX_FUTURE_SKEW_MS,
+    SCHEMA_VERSIONS,
+    Envelope,
+    EventType,
+    OrderLine,
+    RefundLine,
+)
+
+ITEM_MODELS: tuple[type[BaseModel], ...] = (OrderLine, RefundLine)
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def _literal_values(annotation: Any) -> list[Any] | None:
+    if get_origin(annotation) is Literal:
+        return [v.value if isinstance(v, Enum) else v for v in get_args(annotation)]
+    return None
+
+
+def _polars_type(annotation: Any) -> pl.DataType:
+    annotation, _ = _unwrap_optional(annotation)
+    values = _literal_values(annotation)
+    if values is not None:
+        return pl.Int64() if all(isinstance(v, int) for v in values) else pl.String()
+    if annotation is int:
+        return pl.Int64()
+    if annotation is str:
+        return pl.String()
+    if get_origin(annotation) is list:
+        return pl.List(ITEM_STRUCT)
+    raise TypeError(f"no Polars type for {annotation!r}")
+
+
+def _item_struct() -> pl.Struct:
+    fields: dict[str, pl.DataType] = {}
+    for model in ITEM_MODELS:
+        for name, info in model.model_fields.items():
+            fields.setdefault(name, _polars_type(info.annotation))
+    return pl.Struct(fields)
+
+
+ITEM_STRUCT = _item_struct()
+
+
+def _wire_schema() -> dict[str, pl.DataType]:
+    schema: dict[str, pl.DataType] = {"event_id": pl.String(), "event_type": pl.String()}
+    for model in EVENT_MODELS.values():
+        for name, info in model.model_fields.items():
+            dtype = _polars_type(info.annotation)
+            if name in schema and schema[name] != dtype:
+                raise TypeError(f"field {name!r} has two types across event models")
+            schema.setdefault(name, dtype)
+    return schema
+
+
+WIRE_SCHEMA: dict[str, pl.DataType] = _wire_schema()
+"""Polars schema to read one JSON message per line: the union of all event types' fields."""
+
+KAFKA_COLUMNS: dict[str, pl.DataType] = {
+    "kafka_partition": pl.Int32(),
+    "kafka_offset": pl.Int64(),
+    "kafka_ts": pl.Datetime("ms", "UTC"),
+}
+
+LAKE_SCHEMA: dict[str, pl.DataType] = {
+    **{name: (pl.Datetime("ms", "UTC") if name == "event_ts" else dtype) for name, dtype in WIRE_SCHEMA.items()},
+    **KAFKA_COLUMNS,
+    "event_date": pl.Date(),
+}
+"""Columns of an events Parquet file in the lake (event_ts as a UTC timestamp, plus where it came from)."""
+
+EVENT_TYPES = [t.value for t in EventType]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named check: `failed` is true for rows that break it; `reason` says what is wrong."""
+
+    reason: str
+    failed: pl.Expr
+
+
+def _constraint(info: FieldInfo, key: str) -> Any:
+    for meta in info.metadata:
+        value = getattr(meta, key, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _field_rules(prefix: str, name: str, info: FieldInfo, value: pl.Expr) -> list[Rule]:
+    """Rules for one field, from its annotation and constraints; `value` is the column expression."""
+    annotation, optional = _unwrap_optional(info.annotation)
+    required = info.is_required() and not optional
+    where = f"{prefix}{name}"
+    rules: list[Rule] = []
+    if required:
+        rules.append(Rule(f"{where}: missing", value.is_null()))
+    present = value.is_not_null()
+    values = _literal_values(annotation)
+    if values is not None and len(values) > 1:
+        allowed = ", ".join(map(str, values))
+        rules.append(Rule(f"{where}: not one of {allowed}", present & ~value.is_in(values)))
+    pattern = _constraint(info, "pattern")
+    if pattern is not None:
+        rules.append(Rule(f"{where}: does not match {pattern}", present & ~value.str.contains(pattern)))
+    for key, op in (("ge", "lt"), ("le", "gt")):
+        bound = _constraint(info, key)
+        if bound is not None:
+            word = "below" if key == "ge" else "above"
+            rules.append(Rule(f"{where}: {word} {bound}", present & getattr(value, op)(bound)))
+    for key, word in (("min_length", "shorter than"), ("max_length", "longer than")):
+        bound = _constraint(info, key)
+        if bound is None:
+            continue
+        length = value.list.len() if get_origin(annotation) is list else value.str.len_chars()
+        op = length.lt(bound) if key == "min_length" else length.gt(bound)
+        rules.append(Rule(f"{where}: {word} {bound}", present & op))
+    return rules
+
+
+def _item_rules(event_type: EventType, model: type[BaseModel]) -> list[Rule]:
+    """Per-line rules for a list of items: a row fails when any of its lines fails."""
+    rules = []
+    for name, info in model.model_fields.items():
+        for rule in _field_rules(f"{event_type.value}.items[].", name, info, pl.element().struct.field(name)):
+            rules.append(Rule(rule.reason, pl.col("items").list.eval(rule.failed).list.any().fill_null(False)))
+    return rules
+
+
+def _sum_over_items(expr: pl.Expr) -> pl.Expr:
+    return pl.col("items").list.eval(expr).list.sum()
+
+
+def _cross_field_rules() -> dict[EventType, list[Rule]]:
+    """The models' model_validators, as expressions (kept next to each other in the tests)."""
+    line_gross = pl.element().struct.field("unit_price") * pl.element().struct.field("quantity")
+    line_discount = pl.element().struct.field("discount")
+    order_rules = [
+        Rule(
+            "subtotal must equal Σ items.unit_price × items.quantity", pl.col("subtotal") != _sum_over_items(line_gross)
+        ),
+        Rule("discount must equal Σ items.discount", pl.col("discount") != _sum_over_items(line_discount)),
+        Rule(
+            "total must equal subtotal − discount + shipping + tax",
+            pl.col("total") != pl.col("subtotal") - pl.col("discount") + pl.col("shipping") + pl.col("tax"),
+        ),
+    ]
+    refund_rules = [
+        Rule(
+            "amount must equal Σ items.amount + shipping + tax",
+            pl.col("amount")
+            != _sum_over_items(pl.element().struct.field("amount")) + pl.col("shipping") + pl.col("tax"),
+        )
+    ]
+    return {EventType.ORDER_PLACED: order_rules, EventType.ORDER_CANCELLED: order_rules, EventType.REFUND: refund_rules}
+
+
+def _build_rules() -> tuple[list[Rule], dict[EventType, list[Rule]]]:
+    common = [
+        Rule("event_id: missing", pl.col("event_id").is_null()),
+        Rule("event_type: missing", pl.col("event_type").is_null()),
+        Rule(
+            f"event_type: unknown (one of {', '.join(EVENT_TYPES)})",
+            pl.col("event_type").is_not_null() & ~pl.col("event_type").is_in(EVENT_TYPES),
+        ),
+        Rule(
+            f"schema_version: unsupported (this consumer reads {', '.join(map(str, SCHEMA_VERSIONS))})",
+            pl.col("schema_version").is_not_null() & ~pl.col("schema_version").is_in(list(SCHEMA_VERSIONS)),
+        ),
+        Rule(
+            "event_ts: more than 1 h after the broker received the event",
+            pl.col("event_ts") > pl.col("kafka_ts_ms") + MAX_FUTURE_SKEW_MS,
+        ),
+        Rule(
+            "experiment_variant requires schema_version 2",
+            pl.col("experiment_variant").is_not_null() & (pl.col("schema_version") < 2),
+        ),
+    ]
+    for name, info in Envelope.model_fields.items():
+        common.extend(_field_rules("", name, info, pl.col(name)))
+    per_type: dict[EventType, list[Rule]] = {}
+    cross = _cross_field_rules()
+    for event_type, model in EVENT_MODELS.items():
+        rules: list[Rule] = []
+        for name, info in model.model_fields.items():
+            if name in Envelope.model_fields or name == "event_type":
+                continue
+            rules.extend(_field_rules(f"{event_type.value}.", name, info, pl.col(name)))
+            annotation, _ = _unwrap_optional(info.annotation)
+            if get_origin(annotation) is list:
+                (item_model,) = get_args(annotation)
+                rules.extend(_item_rules(event_type, item_model))
+        rules.extend(cross.get(event_type, []))
+        per_type[event_type] = rules
+    return common, per_type
+
+
+COMMON_RULES, TYPE_RULES = _build_rules()
+
+
+def rejection_reason() -> pl.Expr:
+    """Expression giving, per row, the first broken rule's reason (null when the event is valid).
+
+    Needs the WIRE_SCHEMA columns plus ``kafka_ts_ms`` (the broker timestamp, epoch ms).
+    """
+    branches: list[tuple[pl.Expr, str]] = [(rule.failed, rule.reason) for rule in COMMON_RULES]
+    for event_type, rules in TYPE_RULES.items():
+        is_type = pl.col("event_type") == event_type.value
+        branches.extend((is_type & rule.failed, rule.reason) for rule in rules)
+    expr: Any = pl
+    for index, (failed, reason) in enumerate(branches):
+        expr = (pl.when if index == 0 else expr.when)(failed.fill_null(False)).then(pl.lit(reason))
+    return expr.otherwise(pl.lit(None, dtype=pl.String))

@@ -1,0 +1,1 @@
+"""PostgreSQL serving warehouse: schema migrations and connection helpers (no dagster/fastapi)."""
