@@ -48,8 +48,19 @@ class Settings(BaseSettings):
     pg_database: str = Field(default="shoppulse", description="Local analytics database.")
     pg_dagster_database: str = Field(default="shoppulse_dagster", description="Local Dagster storage database.")
 
-    # Lake.
+    # Lake and ingestion.
     lake_dir_override: Path | None = Field(default=None, validation_alias="SHOPPULSE_LAKE_DIR")
+    max_event_bytes: int = Field(default=65536, gt=0, description="Larger messages are quarantined as oversized.")
+    lateness_horizon_hours: float = Field(
+        default=72.0, gt=0, description="Events older than this (vs. their Kafka timestamp) land as adjustments."
+    )
+
+    # Rollups.
+    reporting_currency: str = Field(default="USD", description="Currency that totals are converted into.")
+
+    # API.
+    api_keys: str = Field(default="", description="Comma-separated API keys; empty = no authentication.")
+    api_rate_limit: str = Field(default="600/minute", description="Per-key (or per-client) rate limit.")
 
     # Processes started by `make run`.
     dagster_port: int = Field(default=3000, description="Dagster webserver port.")
