@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     # API.
     api_keys: str = Field(default="", description="Comma-separated API keys; empty = no authentication.")
     api_rate_limit: str = Field(default="600/minute", description="Per-key (or per-client) rate limit.")
+    api_cache_max_entries: int = Field(default=4096, ge=0, description="In-process response cache size; 0 = off.")
+    api_cache_ttl_seconds: float = Field(
+        default=300.0, gt=0, description="Longest a cached response is served while the NOTIFY listener is connected."
+    )
+    api_cache_fallback_ttl_seconds: float = Field(
+        default=2.0, gt=0, description="Longest a cached response is served while the NOTIFY listener is down."
+    )
+    api_db_pool_size: int = Field(default=8, ge=1, description="Most PostgreSQL connections one API process opens.")
+    api_statement_timeout_ms: int = Field(default=5000, ge=100, description="PostgreSQL statement timeout for the API.")
 
     # Processes started by `make run`.
     dagster_port: int = Field(default=3000, description="Dagster webserver port.")
