@@ -3,8 +3,8 @@
     <lake>/
       events/event_date=YYYY-MM-DD/_manifest.json      live files of the partition (+ its version)
       events/event_date=YYYY-MM-DD/<seq>-<n>.parquet   data files (contents never change)
-      quarantine/event_date=YYYY-MM-DD/...             rejected messages, by the day the broker got them
-      late/event_date=YYYY-MM-DD/...                   events beyond the lateness horizon, by day received
+      quarantine/received_date=YYYY-MM-DD/...          rejected messages, by the day the broker got them
+      late/received_date=YYYY-MM-DD/...                events beyond the lateness horizon, by day received
       _log/<seq>.json                                  commit records (offsets, files added/removed)
       _staging/                                        files of a commit not yet applied
 
@@ -32,6 +32,11 @@ class LakeTable(StrEnum):
     QUARANTINE = "quarantine"
     LATE = "late"
 
+    @property
+    def partition_key(self) -> str:
+        """Hive-style partition column: the event's UTC date, or the UTC date the broker received it."""
+        return "event_date" if self is LakeTable.EVENTS else "received_date"
+
 
 @dataclass(frozen=True)
 class PartitionSnapshot:
@@ -49,7 +54,7 @@ class PartitionSnapshot:
 
 
 def partition_dir(lake_dir: Path, table: LakeTable, date: dt.date) -> Path:
-    return Path(lake_dir) / table.value / f"event_date={date.isoformat()}"
+    return Path(lake_dir) / table.value / f"{table.partition_key}={date.isoformat()}"
 
 
 def read_manifest(lake_dir: Path, table: LakeTable, date: dt.date) -> dict:
@@ -81,7 +86,7 @@ def partition_dates(lake_dir: Path, table: LakeTable) -> list[dt.date]:
         return []
     days = []
     for entry in root.iterdir():
-        if entry.name.startswith("event_date=") and (entry / MANIFEST).exists():
+        if entry.name.startswith(f"{table.partition_key}=") and (entry / MANIFEST).exists():
             days.append(dt.date.fromisoformat(entry.name.split("=", 1)[1]))
     return sorted(days)
 

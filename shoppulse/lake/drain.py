@@ -1,0 +1,342 @@
+"""Drain the events topic into the lake: bounded in time and size, effectively once.
+
+One call of :func:`drain`:
+
+1. takes the lake's writer lock (a second, overlapping call returns ``busy`` at once);
+2. rolls forward any commit a crash left half-applied (:func:`shoppulse.lake.commit.recover`);
+3. reads, from the newest commit record, the next offset of every partition and ``assign``s the
+   consumer there (consumer-group offsets are never used to resume);
+4. consumes up to the high watermarks seen at the start, within a time and message budget, while a
+   worker thread decodes and validates each chunk in bulk and stages its Parquet files;
+5. commits all staged files with the new offsets in one commit record (the commit point), applies it;
+6. with time left, compacts a partition that has accumulated small files.
+
+A crash anywhere before the commit point leaves the lake as it was (the same offsets are read
+again); a crash after it is completed by the next call's recovery. So every offset lands exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from shoppulse.lake import commit as log
+from shoppulse.lake.compaction import compact_one
+from shoppulse.lake.decode import DecodedBatch, MessageBatch, decode
+from shoppulse.lake.layout import LakeTable
+from shoppulse.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CONSUME_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class DrainConfig:
+    """Where to read, where to write, and how much one call may do."""
+
+    bootstrap_servers: str
+    topic: str
+    lake_dir: Path
+    max_seconds: float = 3.0
+    max_messages: int = 2_000_000
+    chunk_messages: int = 100_000
+    max_event_bytes: int = 65_536
+    lateness_horizon_ms: int = 72 * 3_600_000
+    compaction_min_files: int = 10
+    compaction_max_rows: int = 3_000_000
+    vacuum_grace_seconds: float = 600.0
+
+    @staticmethod
+    def from_settings(settings: Settings, **overrides: object) -> DrainConfig:
+        values: dict[str, object] = {
+            "bootstrap_servers": settings.bootstrap_servers,
+            "topic": settings.events_topic,
+            "lake_dir": settings.lake_dir,
+            "max_event_bytes": settings.max_event_bytes,
+            "lateness_horizon_ms": int(settings.lateness_horizon_hours * 3_600_000),
+        }
+        values.update(overrides)
+        return DrainConfig(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class DrainResult:
+    """What one call did. `status`: drained (committed), idle (nothing new) or busy (lake locked)."""
+
+    status: str
+    seq: int = 0
+    messages: int = 0
+    events: int = 0
+    late: int = 0
+    quarantined: int = 0
+    quarantined_by_code: dict[str, int] = field(default_factory=dict)
+    changed: dict[str, list[str]] = field(default_factory=dict)
+    ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    high_watermarks: dict[int, int] = field(default_factory=dict)
+    compacted: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def lag(self) -> int:
+        """Messages in the topic not yet in the lake (as of the high watermarks read by this call)."""
+        return sum(max(hw - self.next_offsets.get(p, 0), 0) for p, hw in self.high_watermarks.items())
+
+
+class _ConsumerCache:
+    """One long-lived consumer per (cluster, topic) in this process, so prefetched data survives ticks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._consumers: dict[tuple[str, str], Consumer] = {}
+
+    def get(self, bootstrap_servers: str, topic: str) -> Consumer:
+        key = (bootstrap_servers, topic)
+        with self._lock:
+            consumer = self._consumers.get(key)
+            if consumer is None:
+                consumer = Consumer(
+                    {
+                        "bootstrap.servers": bootstrap_servers,
+                        "group.id": "shoppulse-lake-drain",  # informational only: offsets live in the lake
+                        "enable.auto.commit": False,
+                        "enable.auto.offset.store": False,
+                        "enable.partition.eof": False,
+                        "auto.offset.reset": "earliest",
+                        "fetch.max.bytes": 52_428_800,
+                        "max.partition.fetch.bytes": 8_388_608,
+                        "queued.max.messages.kbytes": 65_536,
+                        "fetch.wait.max.ms": 100,
+                        "client.id": "shoppulse-drain",
+                    }
+                )
+                self._consumers[key] = consumer
+            return consumer
+
+    def discard(self, bootstrap_servers: str, topic: str) -> None:
+        with self._lock:
+            consumer = self._consumers.pop((bootstrap_servers, topic), None)
+        if consumer is not None:
+            consumer.close()
+
+
+CONSUMERS = _ConsumerCache()
+
+
+def _position(consumer: Consumer, topic: str, partitions: Iterable[int], start: dict[int, int]) -> None:
+    """Point the consumer at `start` (next offset per partition), keeping prefetched data when it already is."""
+    wanted = {p: start.get(p, OFFSET_BEGINNING) for p in partitions}
+    try:
+        current = {tp.partition: tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in wanted])}
+    except KafkaException:
+        current = {}
+    assigned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+    if assigned == set(wanted) and all(current.get(p) == o and o >= 0 for p, o in wanted.items()):
+        return
+    consumer.assign([TopicPartition(topic, p, o) for p, o in wanted.items()])
+
+
+def _high_watermarks(consumer: Consumer, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+
+
+class _Chunk:
+    """Messages accumulated for one decode job."""
+
+    def __init__(self, topic: str) -> None:
+        self.batch = MessageBatch(topic, [], [], [], [], [])
+
+    def extend(self, messages: list) -> tuple[list[int], list[int]]:  # type: ignore[type-arg]
+        """Append messages; returns their partitions and offsets."""
+        b = self.batch
+        partitions = [m.partition() for m in messages]
+        offsets = [m.offset() for m in messages]
+        b.partitions.extend(partitions)
+        b.offsets.extend(offsets)
+        b.timestamps_ms.extend([m.timestamp()[1] for m in messages])
+        b.keys.extend([m.key() for m in messages])
+        b.values.extend([m.value() for m in messages])
+        return partitions, offsets
+
+
+def _write_parquet(frame: pl.DataFrame, stage: log.Stage, table: LakeTable, date: dt.date, name: str) -> log.FileRef:
+    path = stage.path_for(table, date, name)
+    with open(path, "wb") as handle:
+        frame.write_parquet(handle, compression="zstd", compression_level=3, statistics=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    ref = log.FileRef(table, date, name, rows=frame.height, size=path.stat().st_size)
+    stage.add(ref)
+    return ref
+
+
+def _stage_decoded(decoded: DecodedBatch, stage: log.Stage, chunk_no: int) -> None:
+    """Write a decoded chunk's rows as Parquet files, one per (table, partition date)."""
+    name = f"{stage.seq:012d}-{chunk_no:04d}.parquet"
+    for table, frame, key in (
+        (LakeTable.EVENTS, decoded.events, "event_date"),
+        (LakeTable.LATE, decoded.late, "kafka_ts"),
+        (LakeTable.QUARANTINE, decoded.quarantine, "received_date"),
+    ):
+        if frame.is_empty():
+            continue
+        day = pl.col(key).dt.date() if key == "kafka_ts" else pl.col(key)
+        for (date,), part in frame.with_columns(_day=day).partition_by("_day", as_dict=True).items():
+            _write_parquet(part.drop("_day"), stage, table, date, name)
+
+
+def drain(config: DrainConfig) -> DrainResult:
+    """Move what is new in the topic into the lake (see module doc). Safe to call concurrently."""
+    began = time.monotonic()
+    lake = Path(config.lake_dir)
+    try:
+        with log.lake_lock(lake):
+            result = _drain_locked(config, lake, began)
+    except log.LakeBusyError:
+        return DrainResult(status="busy", seconds=time.monotonic() - began)
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def _drain_locked(config: DrainConfig, lake: Path, began: float) -> DrainResult:
+    latest = log.recover(lake)
+    start = log.committed_offsets(lake, config.topic)
+    consumer = CONSUMERS.get(config.bootstrap_servers, config.topic)
+    try:
+        metadata = consumer.list_topics(config.topic, timeout=10).topics[config.topic]
+        if metadata.error is not None:
+            raise KafkaException(metadata.error)
+        partitions = sorted(metadata.partitions)
+        _position(consumer, config.topic, partitions, start)
+        targets = _high_watermarks(consumer, config.topic, partitions)
+    except KafkaException:
+        CONSUMERS.discard(config.bootstrap_servers, config.topic)
+        raise
+    next_offsets = {p: start.get(p, 0) for p in partitions}
+    # A partition whose data was deleted by retention starts at its low watermark.
+    pending = {p for p in partitions if targets[p] > next_offsets[p]}
+    result = DrainResult(status="idle", seq=latest, high_watermarks=targets, next_offsets=dict(next_offsets))
+    if pending:
+        _consume_and_commit(config, lake, consumer, latest + 1, pending, targets, start, began, result)
+    if time.monotonic() - began < config.max_seconds:
+        candidates = [(LakeTable(t), dt.date.fromisoformat(d)) for t, days in result.changed.items() for d in days]
+        result.compacted = compact_one(
+            lake, config.compaction_min_files, config.compaction_max_rows, config.vacuum_grace_seconds, candidates
+        )
+    if result.seq % 1000 == 0 and result.seq:
+        log.prune_log(lake)
+    return result
+
+
+def _consume_and_commit(
+    config: DrainConfig,
+    lake: Path,
+    consumer: Consumer,
+    seq: int,
+    pending: set[int],
+    targets: dict[int, int],
+    start: dict[int, int],
+    began: float,
+    result: DrainResult,
+) -> None:
+    stage = log.Stage(lake, seq)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    counts = {"messages": 0, "events": 0, "late": 0, "quarantined": 0}
+    by_code: dict[str, int] = {}
+    jobs: list[Future[DecodedBatch]] = []
+
+    def decode_and_stage(chunk: MessageBatch, chunk_no: int) -> DecodedBatch:
+        decoded = decode(chunk, config.max_event_bytes, config.lateness_horizon_ms)
+        _stage_decoded(decoded, stage, chunk_no)
+        return decoded
+
+    deadline = began + config.max_seconds
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-decode") as pool:
+        chunk = _Chunk(config.topic)
+        try:
+            while pending and time.monotonic() < deadline and counts["messages"] < config.max_messages:
+                messages = consumer.consume(num_messages=CONSUME_BATCH, timeout=0.1)
+                if not messages:
+                    continue
+                if any(m.error() is not None for m in messages):
+                    messages = _drop_errors(messages)
+                partitions, offsets = chunk.extend(messages)
+                counts["messages"] += len(messages)
+                for p, o in dict(zip(reversed(partitions), reversed(offsets), strict=True)).items():
+                    first.setdefault(p, o)
+                last.update(zip(partitions, offsets, strict=True))
+                pending -= {p for p in pending if p in last and last[p] + 1 >= targets[p]}
+                if len(chunk.batch) >= config.chunk_messages:
+                    if jobs and not jobs[-1].done():
+                        jobs[-1].result()  # bound memory: one chunk decoding while the next accumulates
+                    jobs.append(pool.submit(decode_and_stage, chunk.batch, len(jobs)))
+                    chunk = _Chunk(config.topic)
+            if len(chunk.batch):
+                jobs.append(pool.submit(decode_and_stage, chunk.batch, len(jobs)))
+            decoded_chunks = [job.result() for job in jobs]
+        except BaseException:
+            stage.discard()
+            # What the consumer fetched past the lake's offsets must be read again next time.
+            CONSUMERS.discard(config.bootstrap_servers, config.topic)
+            raise
+    if not counts["messages"]:
+        stage.discard()
+        return
+    for decoded in decoded_chunks:
+        counts["events"] += decoded.events.height
+        counts["late"] += decoded.late.height
+        counts["quarantined"] += decoded.quarantine.height
+        if decoded.quarantine.height:
+            for code, n in decoded.quarantine.group_by("reason_code").len().iter_rows():
+                by_code[code] = by_code.get(code, 0) + n
+    offsets = {str(p): o for p, o in start.items()}
+    offsets.update({str(p): o + 1 for p, o in last.items()})
+    record = log.CommitRecord(
+        seq=seq,
+        kind="append",
+        offsets={config.topic: offsets},
+        ranges={config.topic: {str(p): [first[p], last[p]] for p in sorted(last)}},
+        counts={**counts, **{f"quarantined.{code}": n for code, n in by_code.items()}},
+    )
+    log.commit(lake, stage, record)
+    result.status = "drained"
+    result.seq = seq
+    result.messages = counts["messages"]
+    result.events = counts["events"]
+    result.late = counts["late"]
+    result.quarantined = counts["quarantined"]
+    result.quarantined_by_code = by_code
+    result.ranges = {p: tuple(r) for p, r in ((int(p), r) for p, r in record.ranges[config.topic].items())}
+    result.next_offsets.update({int(p): o for p, o in offsets.items()})
+    changed: dict[str, set[str]] = {}
+    for ref in stage.files:
+        changed.setdefault(ref.table.value, set()).add(ref.date.isoformat())
+    result.changed = {table: sorted(days) for table, days in changed.items()}
+
+
+def _drop_errors(messages: list) -> list:  # type: ignore[type-arg]
+    """Keep data messages; raise on errors that mean the read cannot be trusted."""
+    kept = []
+    for m in messages:
+        err = m.error()
+        if err is None:
+            kept.append(m)
+        elif err.code() == KafkaError._PARTITION_EOF:
+            continue
+        elif err.fatal() or not err.retriable():
+            raise KafkaException(err)
+        else:
+            logger.warning("transient consumer error (will retry): %s", err)
+    return kept
