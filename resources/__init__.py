@@ -1,1 +1,46 @@
-"""Dagster resources: configuration-carrying handles to Kafka, the lake and PostgreSQL."""
+"""Dagster resources: configuration-carrying handles to Kafka, the lake and PostgreSQL.
+
+Each is a thin ConfigurableResource over `shoppulse` code; values come from `EnvVar`s in
+`pipelines/definitions.py` (the local stack and docker-compose set them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+from shoppulse.settings import get_settings
+
+
+class KafkaResource(ConfigurableResource):
+    """Where the shop's events are produced."""
+
+    bootstrap_servers: str
+    events_topic: str = "shop.events"
+
+
+class LakeResource(ConfigurableResource):
+    """The Parquet lake (a local directory)."""
+
+    lake_dir: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.lake_dir)
+
+
+class PostgresResource(ConfigurableResource):
+    """The analytics database holding the serving tables."""
+
+    database_url: str
+
+
+def default_settings_resources() -> dict[str, ConfigurableResource]:
+    """Resources built from the settings object (used where no EnvVar wiring is wanted, e.g. tests)."""
+    settings = get_settings()
+    return {
+        "kafka": KafkaResource(bootstrap_servers=settings.bootstrap_servers, events_topic=settings.events_topic),
+        "lake": LakeResource(lake_dir=str(settings.lake_dir)),
+        "warehouse": PostgresResource(database_url=settings.database_url),
+    }
