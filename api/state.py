@@ -1,0 +1,93 @@
+"""Everything one API process holds: settings, pool, caches, guard, listener and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from psycopg_pool import AsyncConnectionPool
+
+from api.telemetry import Telemetry
+from shoppulse.serving.cache import ResponseCache
+from shoppulse.serving.currency import FxCache
+from shoppulse.serving.db import create_pool
+from shoppulse.serving.guard import Guard, parse_keys
+from shoppulse.serving.listener import NotifyListener
+from shoppulse.settings import Settings
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ServingState:
+    settings: Settings
+    pool: AsyncConnectionPool
+    cache: ResponseCache
+    fx: FxCache
+    guard: Guard
+    listener: NotifyListener
+    telemetry: Telemetry
+    now: Clock
+
+    @property
+    def lateness_horizon(self) -> timedelta:
+        return timedelta(hours=self.settings.lateness_horizon_hours)
+
+    def cache_ttl(self) -> float:
+        """How long an answer may be served from memory: long only while NOTIFY invalidation works."""
+        if self.listener.connected:
+            return self.settings.api_cache_ttl_seconds
+        return self.settings.api_cache_fallback_ttl_seconds
+
+    @classmethod
+    def create(cls, settings: Settings, now: Clock = utc_now) -> ServingState:
+        telemetry = Telemetry()
+        cache = ResponseCache(settings.api_cache_max_entries)
+        state: ServingState
+
+        def on_change(asset: str, partition: date | None) -> None:
+            telemetry.invalidations.inc()
+            if asset == "fx_rates":
+                state.fx.invalidate()
+            state.cache.invalidate(asset, partition)
+
+        def on_reset() -> None:
+            state.fx.invalidate()
+            state.cache.clear()
+
+        state = cls(
+            settings=settings,
+            pool=create_pool(
+                settings.database_url,
+                max_size=settings.api_db_pool_size,
+                statement_timeout_ms=settings.api_statement_timeout_ms,
+            ),
+            cache=cache,
+            fx=FxCache(ttl=lambda: state.cache_ttl()),
+            guard=Guard(parse_keys(settings.api_keys), settings.api_rate_limit),
+            listener=NotifyListener(settings.database_url, on_change, on_reset),
+            telemetry=telemetry,
+            now=now,
+        )
+        telemetry.gauge("shoppulse_api_cache_entries", "Responses held in the cache.", lambda: len(state.cache))
+        telemetry.gauge(
+            "shoppulse_api_notify_listener_up",
+            "1 while the NOTIFY listener is connected (long cache TTL), else 0.",
+            lambda: float(state.listener.connected),
+        )
+        telemetry.gauge(
+            "shoppulse_api_db_pool_connections",
+            "Connections the pool holds.",
+            lambda: float(state.pool.get_stats().get("pool_size", 0)),
+        )
+        telemetry.gauge(
+            "shoppulse_api_db_pool_available",
+            "Idle connections in the pool.",
+            lambda: float(state.pool.get_stats().get("pool_available", 0)),
+        )
+        return state
