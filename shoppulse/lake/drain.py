@@ -29,6 +29,8 @@ from pathlib import Path
 
 import polars as pl
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from shoppulse.lake import commit as log
 from shoppulse.lake.compaction import compact_one
@@ -56,6 +58,7 @@ class DrainConfig:
     compaction_min_files: int = 10
     compaction_max_rows: int = 3_000_000
     vacuum_grace_seconds: float = 600.0
+    request_timeout_seconds: float = 10.0
 
     @staticmethod
     def from_settings(settings: Settings, **overrides: object) -> DrainConfig:
@@ -100,6 +103,18 @@ class _ConsumerCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._consumers: dict[tuple[str, str], Consumer] = {}
+        self._admins: dict[str, AdminClient] = {}
+
+    def admin(self, bootstrap_servers: str) -> AdminClient:
+        with self._lock:
+            if bootstrap_servers not in self._admins:
+                self._admins[bootstrap_servers] = AdminClient({"bootstrap.servers": bootstrap_servers})
+            return self._admins[bootstrap_servers]
+
+    def discard_admin(self, bootstrap_servers: str) -> None:
+        """Forget a client whose cached metadata went stale (e.g. fenced leader epoch after a restart)."""
+        with self._lock:
+            self._admins.pop(bootstrap_servers, None)
 
     def get(self, bootstrap_servers: str, topic: str) -> Consumer:
         key = (bootstrap_servers, topic)
@@ -147,8 +162,30 @@ def _position(consumer: Consumer, topic: str, partitions: Iterable[int], start: 
     consumer.assign([TopicPartition(topic, p, o) for p, o in wanted.items()])
 
 
-def _high_watermarks(consumer: Consumer, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+def _is_retriable(exc: BaseException) -> bool:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0].retriable() or exc.args[0].code() in RETRIABLE_CODES
+    return False
+
+
+RETRIABLE_CODES = {KafkaError.FENCED_LEADER_EPOCH, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+
+
+def _high_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[int], timeout: float) -> dict[int, int]:
+    """Latest offset of every partition, in one ListOffsets request (retried while the cluster settles)."""
+    for attempt in Retrying(
+        retry=retry_if_exception(_is_retriable),
+        stop=stop_after_delay(timeout),
+        wait=wait_exponential(multiplier=0.05, max=1.0),
+        before_sleep=lambda _: CONSUMERS.discard_admin(bootstrap_servers),
+        reraise=True,
+    ):
+        with attempt:
+            futures = CONSUMERS.admin(bootstrap_servers).list_offsets(
+                {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}, request_timeout=timeout
+            )
+            return {tp.partition: future.result(timeout=timeout).offset for tp, future in futures.items()}
+    raise AssertionError("unreachable")
 
 
 class _Chunk:
@@ -214,13 +251,13 @@ def _drain_locked(config: DrainConfig, lake: Path, began: float) -> DrainResult:
     start = log.committed_offsets(lake, config.topic)
     consumer = CONSUMERS.get(config.bootstrap_servers, config.topic)
     try:
-        metadata = consumer.list_topics(config.topic, timeout=10).topics[config.topic]
+        metadata = consumer.list_topics(config.topic, timeout=config.request_timeout_seconds).topics[config.topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
         partitions = sorted(metadata.partitions)
         _position(consumer, config.topic, partitions, start)
-        targets = _high_watermarks(consumer, config.topic, partitions)
-    except KafkaException:
+        targets = _high_watermarks(config.bootstrap_servers, config.topic, partitions, config.request_timeout_seconds)
+    except (KafkaException, TimeoutError):
         CONSUMERS.discard(config.bootstrap_servers, config.topic)
         raise
     next_offsets = {p: start.get(p, 0) for p in partitions}

@@ -1,0 +1,152 @@
+"""The drain against the real broker: exactly once under crashes, overlaps and bad input."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import polars as pl
+
+from shoppulse.lake import commit as log
+from shoppulse.lake.drain import DrainConfig, drain
+from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
+from tests.lake.factories import EVENT_TYPES, NOW_MS, event, valid
+from tests.lake.helpers import assert_exactly_once, high_watermarks, landed_offsets, produce
+
+HOUR_MS = 3_600_000
+
+
+def drain_until_idle(config: DrainConfig, limit: int = 200) -> list:
+    results = []
+    for _ in range(limit):
+        result = drain(config)
+        results.append(result)
+        if result.status == "idle":
+            return results
+    raise AssertionError("drain never caught up")
+
+
+def test_drain_lands_valid_late_and_bad_messages_exactly_once(kafka_topic, settings, tmp_path: Path) -> None:
+    topic = kafka_topic("drain", partitions=3)
+    rng = random.Random(3)
+    now_ms = int(time.time() * 1000)
+    good = [valid(event(rng.choice(EVENT_TYPES), ts_ms=now_ms - rng.randint(0, 60_000))) for _ in range(3000)]
+    late_within = [valid(event("page_view", ts_ms=now_ms - 50 * HOUR_MS)) for _ in range(40)]
+    beyond = [valid(event("page_view", ts_ms=now_ms - 100 * HOUR_MS)) for _ in range(25)]
+    duplicate = good[:10]
+    bad = [b'{"event_id": ', b"\xff", b"", orjson.dumps({**event("page_view"), "schema_version": 9})] * 5
+    messages = good + late_within + beyond + duplicate + bad
+    rng.shuffle(messages)
+    keyed = [(f"k{i % 97}".encode(), v) for i, v in enumerate(messages)]
+    assert produce(settings.bootstrap_servers, topic, keyed) == len(messages)
+
+    config = DrainConfig(settings.bootstrap_servers, topic, tmp_path, max_seconds=2.0, chunk_messages=700)
+    results = drain_until_idle(config)
+    assert_exactly_once(tmp_path, topic, high_watermarks(settings.bootstrap_servers, topic, 3))
+    assert sum(r.events for r in results) == len(good) + len(late_within) + len(duplicate)
+    assert sum(r.late for r in results) == len(beyond)
+    assert sum(r.quarantined for r in results) == len(bad)
+    codes: dict[str, int] = {}
+    for r in results:
+        for code, n in r.quarantined_by_code.items():
+            codes[code] = codes.get(code, 0) + n
+    assert codes == {"invalid_json": 5, "invalid_utf8": 5, "empty": 5, "unsupported_schema_version": 5}
+    # Late (within horizon) events sit in their own event-date partition; duplicates are all kept raw.
+    late_day = time.gmtime((now_ms - 50 * HOUR_MS) / 1000)
+    day = f"{late_day.tm_year:04d}-{late_day.tm_mon:02d}-{late_day.tm_mday:02d}"
+    assert any(str(d) == day for d in partition_dates(tmp_path, LakeTable.EVENTS))
+    ids = pl.concat(
+        [
+            pl.read_parquet(read_partition(tmp_path, LakeTable.EVENTS, d).paths, columns=["event_id"])
+            for d in partition_dates(tmp_path, LakeTable.EVENTS)
+        ]
+    )["event_id"]
+    assert ids.len() - ids.n_unique() == len(duplicate)
+    quarantine = pl.concat(
+        [
+            pl.read_parquet(read_partition(tmp_path, LakeTable.QUARANTINE, d).paths)
+            for d in partition_dates(tmp_path, LakeTable.QUARANTINE)
+        ]
+    )
+    assert sorted(set(quarantine["value"].to_list())) == sorted(set(bad))
+    assert drain(config).status == "idle"
+
+
+def test_overlapping_drains_never_land_an_offset_twice(kafka_topic, settings, tmp_path: Path) -> None:
+    topic = kafka_topic("overlap", partitions=6)
+    values = [valid(event("product_view", ts_ms=NOW_MS)) for _ in range(20_000)]
+    produce(settings.bootstrap_servers, topic, [(f"k{i}".encode(), v) for i, v in enumerate(values)])
+    config = DrainConfig(settings.bootstrap_servers, topic, tmp_path, max_seconds=0.5, chunk_messages=2000)
+    statuses: list[str] = []
+
+    def worker() -> None:
+        for _ in range(40):
+            statuses.append(drain(config).status)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    drain_until_idle(config)
+    assert "busy" in statuses, "the drains never overlapped; the test proves nothing"
+    assert_exactly_once(tmp_path, topic, high_watermarks(settings.bootstrap_servers, topic, 6))
+
+
+def test_kill_9_mid_stream_repeatedly_loses_and_doubles_nothing(kafka_topic, settings, tmp_path: Path) -> None:
+    topic = kafka_topic("kill9", partitions=6)
+    rng = random.Random(11)
+    total = 120_000
+    values = [valid(event(rng.choice(EVENT_TYPES), ts_ms=NOW_MS)) for _ in range(2000)]
+
+    def producer() -> None:
+        for start in range(0, total, 10_000):
+            produce(
+                settings.bootstrap_servers,
+                topic,
+                [(f"k{i}".encode(), values[i % len(values)]) for i in range(start, start + 10_000)],
+            )
+            time.sleep(0.3)
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = [
+        sys.executable,
+        "-m",
+        "shoppulse.lake",
+        "drain",
+        "--loop",
+        "--interval",
+        "0.05",
+        "--max-seconds",
+        "0.7",
+        "--chunk-messages",
+        "1500",
+        "--topic",
+        topic,
+        "--lake-dir",
+        str(tmp_path),
+    ]
+    feeder = threading.Thread(target=producer)
+    feeder.start()
+    kills = 0
+    while feeder.is_alive() or kills < 6:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        time.sleep(rng.uniform(1.5, 3.0))  # import + a few drains, then die at a random point
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    feeder.join()
+    assert log.read_applied(tmp_path) > kills, "the killed drains committed too little for the test to mean much"
+    config = DrainConfig(settings.bootstrap_servers, topic, tmp_path, max_seconds=5.0)
+    drain_until_idle(config)
+    hw = high_watermarks(settings.bootstrap_servers, topic, 6)
+    assert sum(hw.values()) == total
+    assert_exactly_once(tmp_path, topic, hw)
+    assert sum(landed_offsets(tmp_path).values()) == total
