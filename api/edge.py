@@ -21,17 +21,28 @@ CACHE_KEY = "shoppulse.cache_key"
 """Scope entry through which a miss tells the route where to store its rendered answer."""
 
 
-def cache_key(path: str, query_string: bytes) -> bytes:
-    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-    pairs.sort(key=lambda pair: pair[0])
-    return repr((path, pairs)).encode()
+def query_pairs(query_string: bytes) -> list[tuple[str, str]]:
+    """Query parameters decoded exactly as Starlette decodes them."""
+    return parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+
+
+def cache_key(path: str, pairs: list[tuple[str, str]]) -> bytes:
+    return repr((path, sorted(pairs, key=lambda pair: pair[0]))).encode()
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, serving: ServingState, routes: frozenset[str], cacheable: frozenset[str]) -> None:
+    """`query_names` maps each route to the query parameters it declares; others are rejected (422)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        serving: ServingState,
+        query_names: dict[str, frozenset[str]],
+        cacheable: frozenset[str],
+    ) -> None:
         self.app = app
         self.serving = serving
-        self.routes = routes
+        self.query_names = query_names
         self.cacheable = cacheable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -40,7 +51,8 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         path: str = scope["path"]
-        route = path if path in self.routes else "other"
+        allowed = self.query_names.get(path)
+        route = "other" if allowed is None else path
         status = [500]
         try:
             headers = dict(scope["headers"])
@@ -51,8 +63,9 @@ class EdgeMiddleware:
                     status[0] = rejection.status
                     await _send_rejection(send, rejection.status, rejection.detail, rejection.retry_after)
                     return
+            pairs = query_pairs(scope["query_string"]) if scope["query_string"] else []
             if path in self.cacheable and scope["method"] == "GET":
-                key = cache_key(path, scope["query_string"])
+                key = cache_key(path, pairs)
                 entry = self.serving.cache.get(key)
                 if entry is not None:
                     self.serving.telemetry.cache_hit()
@@ -69,6 +82,11 @@ class EdgeMiddleware:
                     return
                 self.serving.telemetry.cache_miss()
                 scope[CACHE_KEY] = key
+            unknown = next((name for name, _ in pairs if allowed is not None and name not in allowed), None)
+            if unknown is not None:
+                status[0] = 422
+                await _send_unknown_parameter(send, unknown)
+                return
 
             async def send_and_record(message: Message) -> None:
                 if message["type"] == "http.response.start":
@@ -88,4 +106,13 @@ async def _send_rejection(send: Send, status: int, detail: str, retry_after: int
     if status == 401:
         headers.append((b"www-authenticate", b'APIKey header="X-API-Key"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_unknown_parameter(send: Send, name: str) -> None:
+    """422 in FastAPI's validation error shape: a misspelt parameter must not be silently ignored."""
+    detail = [{"type": "extra_forbidden", "loc": ["query", name], "msg": "unknown query parameter"}]
+    body = orjson.dumps({"detail": detail})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 422, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -118,9 +118,20 @@ def create_app(settings: Settings | None = None, *, now: Clock = utc_now) -> Fas
     app.include_router(analytics_router(state.guard.auth_enabled, dependencies))
     app.include_router(health_router(state.guard.auth_enabled, dependencies))
     install_error_handlers(app)
-    routes = frozenset(getattr(route, "path", "") for route in app.routes)
-    app.add_middleware(EdgeMiddleware, serving=state, routes=routes, cacheable=CACHEABLE_PATHS)
+    app.add_middleware(EdgeMiddleware, serving=state, query_names=query_names(app), cacheable=CACHEABLE_PATHS)
     return app
+
+
+def query_names(app: FastAPI) -> dict[str, frozenset[str]]:
+    """Path -> the query parameters its GET operation declares (from the OpenAPI document)."""
+    names: dict[str, frozenset[str]] = {}
+    for path, item in app.openapi()["paths"].items():
+        parameters = item.get("get", {}).get("parameters", [])
+        names[path] = frozenset(parameter["name"] for parameter in parameters if parameter["in"] == "query")
+    for path in (app.docs_url, app.redoc_url, app.openapi_url, "/docs/oauth2-redirect"):
+        if path:
+            names.setdefault(path, frozenset())
+    return names
 
 
 app = create_app()
