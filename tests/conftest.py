@@ -14,6 +14,7 @@ from psycopg import sql
 from shoppulse.settings import Settings, get_settings
 from shoppulse.stack import services
 from shoppulse.stack.kafka import ensure_topic
+from shoppulse.warehouse.db import with_database
 
 
 @pytest.fixture(scope="session")
@@ -49,29 +50,19 @@ def kafka_topic(stack: services.UpReport, settings: Settings) -> Iterator[Callab
             future.result()
 
 
-def _server_url(settings: Settings) -> str:
-    return settings.database_url
-
-
-def _with_database(url: str, database: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = database
-    return psycopg.conninfo.make_conninfo(**info)
-
-
 @pytest.fixture
 def pg_database(stack: services.UpReport, settings: Settings) -> Iterator[Callable[[], str]]:
-    """Factory for fresh, empty databases on the real server; dropped after the test."""
+    """Factory for fresh, empty databases on the real server (postgresql:// URLs); dropped after the test."""
     created: list[str] = []
 
     def make() -> str:
         name = f"test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(_server_url(settings), autocommit=True) as conn:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         created.append(name)
-        return _with_database(settings.database_url, name)
+        return with_database(settings.database_url, name)
 
     yield make
-    with psycopg.connect(_server_url(settings), autocommit=True) as conn:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
         for name in created:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

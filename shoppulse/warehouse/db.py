@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from alembic import command
@@ -19,6 +20,12 @@ def sqlalchemy_url(database_url: str) -> str:
         if database_url.startswith(prefix):
             return "postgresql+psycopg://" + database_url[len(prefix) :]
     raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {database_url.split('@')[-1]!r}")
+
+
+def with_database(database_url: str, database: str) -> str:
+    """The same server URL pointing at another database."""
+    parts = urlsplit(database_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
 def alembic_config(database_url: str) -> Config:
