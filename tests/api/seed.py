@@ -51,6 +51,8 @@ SALES: list[Sale] = [
     Sale(ts("2025-03-09T07:00Z"), 4000, discounts=400),  # 03:00 EDT
     Sale(ts("2025-03-10T03:45Z"), 5000, returns=1000),  # 23:45 EDT on 03-09
     Sale(ts("2025-03-10T04:00Z"), 6000),  # 00:00 EDT on 03-10
+    Sale(ts("2025-03-08T04:30Z"), 50),  # 23:30 EST on 03-07
+    Sale(ts("2025-03-11T03:00Z"), 70),  # 23:00 EDT on 03-10
     # America/New_York fall back: 2025-11-02 06:00Z, 02:00 EDT -> 01:00 EST.
     Sale(ts("2025-11-02T05:15Z"), 100),  # 01:15 EDT
     Sale(ts("2025-11-02T06:15Z"), 200),  # 01:15 EST
