@@ -371,59 +371,60 @@ class Health(Model):
 # ---------------------------------------------------------------------------------------------- envelopes
 
 
+DATA_DESCRIPTION = "The answer."
 META_DESCRIPTION = "Freshness metadata of `data`."
 
 
 class SalesTimeseriesResponse(Model):
-    data: SalesTimeseries
+    data: SalesTimeseries = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class SalesDailyResponse(Model):
-    data: SalesDaily
+    data: SalesDaily = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class SalesBreakdownResponse(Model):
-    data: SalesBreakdown
+    data: SalesBreakdown = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class TopProductsResponse(Model):
-    data: TopProducts
+    data: TopProducts = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class ActiveUsersResponse(Model):
-    data: ActiveUsers
+    data: ActiveUsers = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class ActiveUsersSeriesResponse(Model):
-    data: ActiveUsersSeries
+    data: ActiveUsersSeries = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class UsersDailyResponse(Model):
-    data: UsersDaily
+    data: UsersDaily = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class FunnelResponse(Model):
-    data: Funnel
+    data: Funnel = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class CartAbandonmentResponse(Model):
-    data: CartAbandonment
+    data: CartAbandonment = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class ReturningCustomersResponse(Model):
-    data: ReturningCustomers
+    data: ReturningCustomers = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
 
 
 class FreshnessResponse(Model):
-    data: FreshnessReport
+    data: FreshnessReport = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
