@@ -233,14 +233,30 @@ class LocalKafka:
         return True
 
 
-def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout: float = 30.0) -> bool:
-    """Create `topic` unless it exists. Returns True when this call created it."""
+EVENTS_TOPIC_CONFIG = {
+    # Producers stamp events with their own time (history is produced with historical timestamps), so
+    # time-based retention would delete backfill data at once: bound the topic by size instead.
+    "retention.ms": "-1",
+    "retention.bytes": str(2 * 1024**3),
+    "message.timestamp.type": "CreateTime",
+}
+
+
+def ensure_topic(
+    bootstrap_servers: str,
+    topic: str,
+    partitions: int,
+    timeout: float = 30.0,
+    config: dict[str, str] | None = None,
+) -> bool:
+    """Create `topic` (with topic `config`) unless it exists. Returns True when this call created it."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     deadline = time.monotonic() + timeout
     while True:
         if topic in admin.list_topics(timeout=10).topics:
             return False
-        future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+        new_topic = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})
+        future = admin.create_topics([new_topic])[topic]
         try:
             future.result(timeout=10)
             wait_until(lambda: topic in admin.list_topics(timeout=5).topics, 10)

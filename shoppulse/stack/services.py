@@ -12,8 +12,9 @@ from confluent_kafka.admin import AdminClient
 
 from shoppulse.settings import PROJECT_ROOT, Settings
 from shoppulse.stack.errors import StackError
-from shoppulse.stack.kafka import LocalKafka, ensure_topic
+from shoppulse.stack.kafka import EVENTS_TOPIC_CONFIG, LocalKafka, ensure_topic
 from shoppulse.stack.postgres import LocalPostgres
+from shoppulse.warehouse.db import migrate
 
 KAFKA = "kafka"
 POSTGRES = "postgres"
@@ -73,7 +74,8 @@ def prepare_dagster_home(settings: Settings) -> None:
 
 
 def up(settings: Settings) -> UpReport:
-    """Start what is not running (idempotent), create the events topic and the Dagster home."""
+    """Start what is not running (idempotent); create the events topic, migrate the analytics schema and
+    prepare the Dagster home."""
     began = time.monotonic()
     report = UpReport()
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +87,9 @@ def up(settings: Settings) -> UpReport:
         report.started.append(KAFKA)
     else:
         report.already_running.append(KAFKA)
-    ensure_topic(settings.bootstrap_servers, settings.events_topic, settings.events_topic_partitions)
+    ensure_topic(
+        settings.bootstrap_servers, settings.events_topic, settings.events_topic_partitions, config=EVENTS_TOPIC_CONFIG
+    )
 
     if settings.external_postgres:
         check_postgres(settings.database_url)
@@ -95,6 +99,7 @@ def up(settings: Settings) -> UpReport:
     else:
         report.already_running.append(POSTGRES)
 
+    migrate(settings.database_url)
     prepare_dagster_home(settings)
     report.seconds = time.monotonic() - began
     return report
