@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     pg_dagster_database: str = Field(default="shoppulse_dagster", description="Local Dagster storage database.")
 
     # Lake and ingestion.
-    lake_dir_override: Path | None = Field(default=None, validation_alias="SHOPPULSE_LAKE_DIR")
+    lake_dir_override: Path | None = Field(
+        default=None, validation_alias="SHOPPULSE_LAKE_DIR", description="Parquet lake directory; unset = HOME/lake."
+    )
     max_event_bytes: int = Field(default=65536, gt=0, description="Larger messages are quarantined as oversized.")
     lateness_horizon_hours: float = Field(
         default=72.0, gt=0, description="Events older than this (vs. their Kafka timestamp) land as adjustments."
@@ -90,10 +92,6 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
 
-    @property
-    def pg_socket_dir(self) -> Path:
-        return self.home / "postgres" / "run"
-
     def local_database_url(self, database: str) -> str:
         return f"postgresql://{self.pg_user}@127.0.0.1:{self.pg_port}/{database}"
 
@@ -132,6 +130,19 @@ class Settings(BaseSettings):
             "SHOPPULSE_EVENTS_TOPIC": self.events_topic,
             "DAGSTER_HOME": str(self.dagster_home),
         }
+
+
+def environment_variables() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, for the README's configuration table."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else None
+        variable = alias or f"SHOPPULSE_{name.upper()}"
+        default = field.default
+        if isinstance(default, Path):
+            default = default.relative_to(PROJECT_ROOT) if default.is_relative_to(PROJECT_ROOT) else default
+        rows.append((variable, "" if default is None else str(default), field.description or ""))
+    return rows
 
 
 @lru_cache(maxsize=1)
