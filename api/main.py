@@ -105,6 +105,9 @@ def create_app(settings: Settings | None = None, *, now: Clock = utc_now) -> Fas
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry instrumentation costs ~10 µs per request even without a provider;
+        # this service exports Prometheus metrics (api/telemetry.py) instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.serving = state
     dependencies: list[Any] = []
@@ -115,8 +118,8 @@ def create_app(settings: Settings | None = None, *, now: Clock = utc_now) -> Fas
             description="API key; required when the server has keys configured (SHOPPULSE_API_KEYS).",
         )
         dependencies.append(Security(scheme))  # documents the scheme; the edge middleware enforces it
-    app.include_router(analytics_router(state.guard.auth_enabled, dependencies))
     app.include_router(health_router(state.guard.auth_enabled, dependencies))
+    app.include_router(analytics_router(state.guard.auth_enabled, dependencies))
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, serving=state, query_names=query_names(app), cacheable=CACHEABLE_PATHS)
     return app

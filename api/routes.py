@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from api import params, schemas
 from api.answer import answer, serving
+from api.edge import HEALTH_BODY
 from shoppulse.serving import audience, health, sales
 from shoppulse.serving.audience import MAX_ACTIVE_MINUTES
 from shoppulse.serving.sales import SalesFilters
@@ -65,7 +66,6 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.Error, "description": "Missing API key (X-API-Key header)."},
     403: {"model": schemas.Error, "description": "Unknown API key."},
 }
-HEALTH_BODY = b'{"status":"ok"}'
 
 
 def analytics_router(auth: bool, dependencies: list[Any]) -> APIRouter:
@@ -364,10 +364,11 @@ def health_router(auth: bool, dependencies: list[Any]) -> APIRouter:
         "/health",
         response_model=schemas.Health,
         summary="Liveness",
-        description="Answers while the process serves requests; touches nothing else (no database).",
+        description="Answers while the process serves requests; touches nothing else (no database). "
+        "`GET /health` is answered by the edge middleware; this route documents it (and answers HEAD).",
     )
     async def health_check() -> Response:
-        return Response(HEALTH_BODY, media_type="application/json")
+        return Response(HEALTH_BODY, media_type="application/json", headers={"Cache-Control": "no-store"})
 
     freshness_responses = {
         **{code: ANALYTICS_RESPONSES[code] for code in (200, 304, 429, 503)},

@@ -1,4 +1,4 @@
-"""API keys and per-client rate limits (the `limits` library, in-memory sliding window counter).
+"""API keys and per-client rate limits (the `limits` library: asyncio in-memory sliding window counter).
 
 Keys travel in the `X-API-Key` header. With no keys configured authentication is off and clients
 are rate limited per remote address; with keys, a missing key is 401, an unknown key 403, and the
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -43,7 +43,7 @@ class Guard:
     def auth_enabled(self) -> bool:
         return bool(self.api_keys)
 
-    def check(self, api_key: bytes | None, client: str) -> Rejection | None:
+    async def check(self, api_key: bytes | None, client: str) -> Rejection | None:
         """None if the request may proceed, else why not (401/403/429)."""
         identity = client
         if self.api_keys:
@@ -52,9 +52,9 @@ class Guard:
             if not self._known(api_key):
                 return Rejection(403, "unknown API key")
             identity = "key:" + api_key.decode("latin-1")
-        if self.limiter.hit(self.limit, identity):
+        if await self.limiter.hit(self.limit, identity):
             return None
-        reset_at, _ = self.limiter.get_window_stats(self.limit, identity)
+        reset_at, _ = await self.limiter.get_window_stats(self.limit, identity)
         retry_after = max(1, math.ceil(reset_at - self._clock()))
         return Rejection(429, f"rate limit of {self.limit} exceeded; retry after {retry_after} s", retry_after)
 
