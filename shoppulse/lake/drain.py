@@ -251,7 +251,8 @@ def _drain_locked(config: DrainConfig, lake: Path, began: float) -> DrainResult:
     start = log.committed_offsets(lake, config.topic)
     consumer = CONSUMERS.get(config.bootstrap_servers, config.topic)
     try:
-        metadata = consumer.list_topics(config.topic, timeout=config.request_timeout_seconds).topics[config.topic]
+        admin = CONSUMERS.admin(config.bootstrap_servers)
+        metadata = admin.list_topics(config.topic, timeout=config.request_timeout_seconds).topics[config.topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
         partitions = sorted(metadata.partitions)
@@ -259,6 +260,7 @@ def _drain_locked(config: DrainConfig, lake: Path, began: float) -> DrainResult:
         targets = _high_watermarks(config.bootstrap_servers, config.topic, partitions, config.request_timeout_seconds)
     except (KafkaException, TimeoutError):
         CONSUMERS.discard(config.bootstrap_servers, config.topic)
+        CONSUMERS.discard_admin(config.bootstrap_servers)
         raise
     next_offsets = {p: start.get(p, 0) for p in partitions}
     # A partition whose data was deleted by retention starts at its low watermark.
