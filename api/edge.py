@@ -28,7 +28,9 @@ HEALTH_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 GUARDED_PREFIXES = ("/analytics/", "/health/")
-MEMO_LIMIT = 65_536
+MEMO_ENTRIES = 4096
+MEMO_QUERY_BYTES = 1024
+"""Parsed query strings are memoized only when short, so the memo stays small whatever clients send."""
 
 
 def query_pairs(query_string: bytes) -> list[tuple[str, str]]:
@@ -65,9 +67,10 @@ class EdgeMiddleware:
             allowed = self.query_names.get(path, frozenset())
             unknown = next((name for name, _ in pairs if name not in allowed), None)
             parsed = (cache_key(path, pairs), unknown)
-            if len(self._parsed) >= MEMO_LIMIT:
-                self._parsed.clear()
-            self._parsed[memo_key] = parsed
+            if len(query_string) <= MEMO_QUERY_BYTES:
+                if len(self._parsed) >= MEMO_ENTRIES:
+                    self._parsed.clear()
+                self._parsed[memo_key] = parsed
         return parsed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

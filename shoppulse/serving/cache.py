@@ -28,12 +28,20 @@ class CachedResponse:
     expires_at: float
 
 
-class ResponseCache:
-    """Bounded LRU of CachedResponse; `generation` counts invalidations (a put checks it)."""
+MAX_BYTES = 256 * 1024 * 1024
+"""Budget of the bodies held (an hourly series over 31 days is ~260 kB), whatever `max_entries` says."""
 
-    def __init__(self, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+
+class ResponseCache:
+    """LRU of CachedResponse bounded by entries and bytes; `generation` counts invalidations."""
+
+    def __init__(
+        self, max_entries: int, clock: Callable[[], float] = time.monotonic, max_bytes: int = MAX_BYTES
+    ) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.generation = 0
+        self.bytes = 0
         self._clock = clock
         self._entries: OrderedDict[bytes, CachedResponse] = OrderedDict()
 
@@ -45,32 +53,38 @@ class ResponseCache:
         if entry is None:
             return None
         if entry.expires_at <= self._clock():
-            del self._entries[key]
+            self._drop(key)
             return None
         self._entries.move_to_end(key)
         return entry
 
     def put(self, key: bytes, entry: CachedResponse, generation: int) -> bool:
         """Store unless an invalidation happened since `generation` was read (the answer may be stale)."""
-        if self.max_entries == 0 or generation != self.generation:
+        if self.max_entries == 0 or generation != self.generation or len(entry.body) > self.max_bytes:
             return False
+        if key in self._entries:
+            self._drop(key)
         self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self.bytes += len(entry.body)
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
         return True
+
+    def _drop(self, key: bytes) -> None:
+        self.bytes -= len(self._entries.pop(key).body)
 
     def invalidate(self, asset: str, partition: date | None) -> int:
         """Drop entries that read `asset` at `partition` (None = any); returns how many."""
         self.generation += 1
         stale = [key for key, entry in self._entries.items() if _depends(entry.dependencies, asset, partition)]
         for key in stale:
-            del self._entries[key]
+            self._drop(key)
         return len(stale)
 
     def clear(self) -> None:
         self.generation += 1
         self._entries.clear()
+        self.bytes = 0
 
     def expiry(self, ttl: float, seconds_until_change: float | None) -> float:
         """Monotonic expiry of an entry stored now."""

@@ -178,6 +178,16 @@ def test_cache_refuses_answers_that_raced_an_invalidation_and_expires_entries() 
     assert cache.get(b"b") is None
 
 
+def test_cache_is_bounded_by_bytes() -> None:
+    cache = ResponseCache(100, max_bytes=5)  # each entry's body is b"{}": 2 bytes
+    for key in (b"a", b"b", b"c"):
+        cache.put(key, entry(()), cache.generation)
+    assert (cache.get(b"a"), cache.bytes, len(cache)) == (None, 4, 2)
+    cache.invalidate("sales", None)
+    cache.clear()
+    assert (cache.bytes, len(cache)) == (0, 0)
+
+
 def test_cache_key_normalizes_order_but_keeps_repeated_values_in_order() -> None:
     def key(query: bytes) -> bytes:
         return cache_key("/p", query_pairs(query))
