@@ -1,0 +1,134 @@
+"""Simulator throughput: generated (+ produced into the real broker) events/s, against the producer ceiling.
+
+    uv run python bench/simulator_throughput.py [--events 2000000] [--repeat 3]
+
+Measured in this run, each on a fresh topic (deleted afterwards):
+
+1. ``ceiling``   producing pre-built, identical ~300-byte payloads with the simulator's producer settings
+                 (idempotent, acks=all, lz4): the most any generator could reach here;
+2. ``generate``  burst generation only (messages built as the producer wants them, not sent);
+3. ``burst``     burst generated and produced into the broker, no faults;
+4. ``faults``    the same with the typical fault mix (1% duplicates, 1% out of order, 1% late,
+                 0.5% malformed, 5% schema-v2 sessions).
+
+Each is repeated; the best and median rates are printed, and burst/ceiling ratios from the medians.
+The machine is shared (broker, database, other processes), so expect noise between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import uuid
+
+from confluent_kafka.admin import AdminClient
+
+from shoppulse.settings import get_settings
+from shoppulse.stack.kafka import ensure_topic
+from simulator.faults import TYPICAL_FAULTS, FaultConfig
+from simulator.producer import KafkaSink, MemorySink
+from simulator.run import Runner, burst_plan
+from simulator.stream import Stream, events_per_session
+
+PARTITIONS = 6
+
+
+def _topic(bootstrap: str) -> str:
+    topic = f"bench.simulator.{uuid.uuid4().hex[:10]}"
+    ensure_topic(bootstrap, topic, PARTITIONS)
+    return topic
+
+
+def _delete(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep it alive until the futures resolve
+    for future in admin.delete_topics([topic], operation_timeout=30).values():
+        future.result()
+
+
+def ceiling(bootstrap: str, events: int) -> dict:
+    """Produce identical pre-built payloads (distinct keys) through the simulator's own sink."""
+    from simulator.docs import example_events
+
+    payload = example_events()["page_view"]
+    values = [payload] * events
+    keys = [f"s_{i // 5:016x}" for i in range(events)]
+    timestamps = [int(time.time() * 1000)] * events
+    topic = _topic(bootstrap)
+    try:
+        sink = KafkaSink(bootstrap, topic)
+        began = time.perf_counter()
+        sent = sink.send(values, keys, timestamps)
+        assert sink.flush(120) == 0, "ceiling: messages not delivered"
+        seconds = time.perf_counter() - began
+        stats = sink.stats()
+        assert stats.failed == 0 and stats.delivered == sent
+    finally:
+        _delete(bootstrap, topic)
+    return {"events_per_s": sent / seconds, "messages_per_s": sent / seconds, "seconds": seconds}
+
+
+def burst(bootstrap: str | None, events: int, faults: FaultConfig, seed: int) -> dict:
+    """A burst run through the real Runner (generation thread + producer), into Kafka or nowhere."""
+    end_ms = time.time_ns() // 1_000_000
+    stream = Stream(burst_plan(seed, events, end_ms, 1.0, 5_000), faults)
+    topic = _topic(bootstrap) if bootstrap else None
+    try:
+        sink = KafkaSink(bootstrap, topic) if bootstrap and topic else MemorySink(keep=False)
+        result = Runner(stream, sink, "burst", topic, progress=False).run_until(end_ms, max_events=events)
+    finally:
+        if bootstrap and topic:
+            _delete(bootstrap, topic)
+    assert result.ok and result.events == events, f"burst did not deliver every message: {result.summary()}"
+    return {
+        "events_per_s": result.events / result.elapsed_s,
+        "messages_per_s": result.messages / result.elapsed_s,
+        "seconds": result.elapsed_s,
+        "messages": result.messages,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    bootstrap = get_settings().bootstrap_servers
+    events_per_session()  # calibrate once, outside the timings
+
+    runs: dict[str, list[dict]] = {"ceiling": [], "generate": [], "burst": [], "faults": []}
+    for _ in range(args.repeat):  # interleaved, so slow phases of a shared machine hit every scenario
+        runs["ceiling"].append(ceiling(bootstrap, args.events))
+        runs["generate"].append(burst(None, args.events, FaultConfig(), args.seed))
+        runs["burst"].append(burst(bootstrap, args.events, FaultConfig(), args.seed))
+        runs["faults"].append(burst(bootstrap, args.events, TYPICAL_FAULTS, args.seed))
+
+    report: dict[str, dict] = {}
+    print(f"simulator throughput, {args.events:,} events per run, {args.repeat} runs each (events/s):")
+    for name, results in runs.items():
+        rates = [r["events_per_s"] for r in results]
+        report[name] = {"median": statistics.median(rates), "best": max(rates), "runs": [round(r) for r in rates]}
+        print(f"  {name:9s} median {report[name]['median']:>10,.0f}   best {report[name]['best']:>10,.0f}")
+    faults_messages = statistics.median(r["messages_per_s"] for r in runs["faults"])
+    print(f"  faults run, all messages (incl. duplicates and malformed): median {faults_messages:,.0f} messages/s")
+    ceiling_rate = report["ceiling"]["median"]
+    for name in ("burst", "faults"):
+        ratio = report[name]["median"] / ceiling_rate
+        report[name]["ratio_to_ceiling"] = ratio
+        print(f"  {name}/ceiling = {ratio:.2f}")
+    print(
+        json.dumps(
+            {
+                k: {kk: (round(vv, 3) if isinstance(vv, float) else vv) for kk, vv in v.items()}
+                for k, v in report.items()
+            }
+        )
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Material for docs/events.md: the JSON Schema export and generated examples of every event type."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+
+from shoppulse.contract.events import CONTRACT_VERSION, EventType, json_schema
+from simulator.catalog import build_catalog
+from simulator.encode import EVENT_TYPE_CODES, Encoder
+from simulator.model import HOUR_MS, Shop
+
+EXAMPLE_START_MS = 1_748_865_600_000  # 2025-06-02T12:00:00Z, a fixed time so examples are stable
+
+
+def schema_text() -> str:
+    """The contract's JSON Schema (draft 2020-12), as committed in docs/events.schema.json."""
+    document = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "ShopPulse event",
+        "description": (
+            f"One ShopPulse event (one Kafka message), contract version {CONTRACT_VERSION}. "
+            "Generated from shoppulse/contract/events.py by `python -m simulator schema`; see docs/events.md."
+        ),
+        **json_schema(),
+    }
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def example_events(seed: int = 1) -> dict[str, str]:
+    """One generated message per event type (plus a schema-v2 page view), as JSON text."""
+    catalog = build_catalog()
+    shop = Shop(catalog, seed=seed)
+    shop.seed_population(1_000)
+    encoder = Encoder(catalog, seed)
+    events = shop.generate(EXAMPLE_START_MS, EXAMPLE_START_MS + 2 * HOUR_MS, 4_000 / HOUR_MS)
+    none = {t: np.zeros(f.height, dtype=np.int64) for t, f in events.frames.items()}
+    zeros = {t: np.zeros(f.height, dtype=np.uint8) for t, f in events.frames.items()}
+    variant = {t: np.zeros(f.height, dtype=np.uint8) for t, f in events.frames.items()}
+    variant[EventType.PAGE_VIEW][0] = 2
+    encoded = encoder.encode(events, none, zeros, variant)
+    examples: dict[str, str] = {}
+    for code, event_type in enumerate(EVENT_TYPE_CODES):
+        rows = encoded.filter(pl.col("event_type") == code).sort("ts")
+        if event_type in (EventType.ORDER_PLACED, EventType.ORDER_CANCELLED, EventType.REFUND):
+            # prefer an example with a discount and more than one line
+            richer = rows.filter(
+                pl.col("payload").str.contains('"discount":[1-9]') & pl.col("payload").str.contains("},{", literal=True)
+            )
+            rows = richer if richer.height else rows
+        examples[event_type.value] = rows.filter(~pl.col("v2"))["payload"][0]
+    examples["page_view (schema_version 2)"] = encoded.filter(pl.col("v2"))["payload"][0]
+    return examples

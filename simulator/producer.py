@@ -1,0 +1,199 @@
+"""Sending messages: an idempotent Kafka producer (acks=all), or a dry-run / in-memory sink.
+
+Messages are keyed by session id, so a session's events keep their order within a partition
+(murmur2, the Java client's partitioner, so every client agrees on a key's partition). The
+producer is idempotent: librdkafka's retries never duplicate or reorder a partition's messages;
+duplicates in the topic are only the ones the fault injector sends on purpose.
+
+Delivery reports are counted from librdkafka's per-message callbacks. In the fast path
+(``delivery.report.only.error``) only failures call back; every message librdkafka accepted and did
+not report as failed by the end of a successful flush was delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from confluent_kafka import KafkaError, Producer
+
+log = logging.getLogger(__name__)
+
+FAST_CONFIG: dict[str, object] = {
+    "compression.type": "lz4",
+    "linger.ms": 50,
+    "batch.size": 2_000_000,
+    "queue.buffering.max.messages": 2_000_000,
+    "queue.buffering.max.kbytes": 2_000_000,
+}
+"""Throughput settings for burst/history: big compressed batches, a deep local queue."""
+
+LIVE_CONFIG: dict[str, object] = {"compression.type": "lz4", "linger.ms": 10}
+"""Live traffic: small batches, low latency."""
+
+
+class Sink(Protocol):
+    """Where messages go."""
+
+    def send(self, values: list, keys: list, timestamps: list, stop: threading.Event | None = None) -> int:
+        """Send messages in order; returns how many were handed over (fewer if `stop` was set)."""
+        ...
+
+    def poll(self) -> None: ...
+
+    def flush(self, timeout: float) -> int:
+        """Wait for outstanding deliveries; returns how many are still outstanding."""
+        ...
+
+    def stats(self) -> DeliveryStats: ...
+
+
+@dataclass
+class DeliveryStats:
+    """Messages handed to the producer, delivered, failed (with the first errors), still outstanding."""
+
+    produced: int = 0
+    delivered: int = 0
+    failed: int = 0
+    outstanding: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class KafkaSink:
+    """Idempotent, acks=all producer to one topic."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        fast: bool = True,
+        every_report: bool = False,
+        extra_config: dict[str, object] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.every_report = every_report
+        self._failed = 0
+        self._delivered = 0
+        self._errors: list[str] = []
+        self._produced = 0
+        self._outstanding = 0
+        self._flushed = False
+        config: dict[str, object] = {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "message.max.bytes": 4_000_000,
+            "on_delivery": self._on_delivery,
+            "delivery.report.only.error": not every_report,
+            "client.id": "shoppulse-simulator",
+            **(FAST_CONFIG if fast else LIVE_CONFIG),
+            **(extra_config or {}),
+        }
+        self.producer = Producer(config)
+
+    def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
+        if err is None:
+            self._delivered += 1
+            return
+        self._failed += 1
+        if len(self._errors) < 10:
+            self._errors.append(str(err))
+        if err.fatal():
+            log.error("fatal producer error: %s", err)
+
+    def send(self, values: list, keys: list, timestamps: list, stop: threading.Event | None = None) -> int:
+        """Produce in order, waiting for queue space when the local queue is full."""
+        produce, poll, topic = self.producer.produce, self.producer.poll, self.topic
+        sent = 0
+        step = 20_000
+        for begin in range(0, len(values), step):
+            if stop is not None and stop.is_set():
+                break
+            end = min(begin + step, len(values))
+            messages = zip(values[begin:end], keys[begin:end], timestamps[begin:end], strict=True)
+            while True:  # the hot loop: no per-message bookkeeping; a full queue raises out of it
+                try:
+                    for value, key, ts in messages:
+                        produce(topic, value, key, -1, None, ts)  # positional timestamp: much cheaper
+                    break
+                except BufferError:
+                    while True:  # the message that did not fit: wait for room, then resume the loop
+                        poll(0.05)
+                        try:
+                            produce(topic, value, key, -1, None, ts)
+                            break
+                        except BufferError:
+                            continue
+            sent = end
+            poll(0)
+        self._produced += sent
+        return sent
+
+    def poll(self) -> None:
+        self.producer.poll(0)
+
+    def flush(self, timeout: float) -> int:
+        self._outstanding = self.producer.flush(timeout)
+        self._flushed = True
+        return self._outstanding
+
+    def stats(self) -> DeliveryStats:
+        outstanding = self._outstanding if self._flushed else len(self.producer)
+        # With only failures reported, everything else handed over and not still queued was delivered.
+        delivered = self._delivered if self.every_report else self._produced - self._failed - outstanding
+        return DeliveryStats(
+            produced=self._produced,
+            delivered=delivered,
+            failed=self._failed,
+            outstanding=outstanding,
+            errors=list(self._errors),
+        )
+
+
+class MemorySink:
+    """Keeps every message (for tests and `--dry-run --output`)."""
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self.values: list[str | bytes] = []
+        self.keys: list[str] = []
+        self.timestamps: list[int] = []
+        self._count = 0
+
+    def send(self, values: list, keys: list, timestamps: list, stop: threading.Event | None = None) -> int:
+        if stop is not None and stop.is_set():
+            return 0
+        if self.keep:
+            self.values.extend(values)
+            self.keys.extend(keys)
+            self.timestamps.extend(timestamps)
+        self._count += len(values)
+        return len(values)
+
+    def poll(self) -> None:
+        return None
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+    def stats(self) -> DeliveryStats:
+        return DeliveryStats(produced=self._count, delivered=self._count)
+
+    def messages(self) -> list[tuple[bytes, bytes, int]]:
+        """(value, key, timestamp) as bytes, the way a consumer would see them."""
+        return [
+            (v.encode() if isinstance(v, str) else v, k.encode(), t)
+            for v, k, t in zip(self.values, self.keys, self.timestamps, strict=True)
+        ]
+
+
+def wait_for_queue_space(sink: Sink, seconds: float) -> None:
+    """Serve delivery callbacks for `seconds` (used while idling in live mode)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sink.poll()
+        time.sleep(min(0.01, max(deadline - time.monotonic(), 0)))
