@@ -71,6 +71,29 @@ async def aggregate(
 
     With a ranking, rows also carry `total_groups`, the number of groups before paging.
     """
+    query, params = build_query(pieces, measures, grouping, filters, fx, ranking)
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query, params)
+        rows = await cursor.fetchall()
+    if any(row["fx_missing"] for row in rows):
+        raise fx.missing()
+    for row in rows:
+        del row["fx_missing"]
+        for measure in measures:
+            if measure not in MONEY_MEASURES:
+                row[measure] = int(row[measure])
+    return rows
+
+
+def build_query(
+    pieces: Sequence[Piece],
+    measures: Sequence[str],
+    grouping: Grouping,
+    filters: Mapping[str, str],
+    fx: FxFactors,
+    ranking: Ranking | None = None,
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """The SQL of `aggregate` and its parameters."""
     params: dict[str, Any] = {
         "fx_days": fx.days,
         "fx_currencies": fx.currencies,
@@ -96,17 +119,7 @@ async def aggregate(
         ).format(query=query, key=key)
         params["limit"] = ranking.limit
         params["offset"] = ranking.offset
-    async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(query, params)
-        rows = await cursor.fetchall()
-    if any(row["fx_missing"] for row in rows):
-        raise fx.missing()
-    for row in rows:
-        del row["fx_missing"]
-        for measure in measures:
-            if measure not in MONEY_MEASURES:
-                row[measure] = int(row[measure])
-    return rows
+    return query, params
 
 
 def _converted_sum(measure: str) -> sql.Composable:
@@ -153,7 +166,8 @@ def _piece_select(
         )
     group = _group_expression(prefix, table.time_column, grouping, params)
     carry = [sql.SQL("min({col}) AS {col}").format(col=sql.Identifier(col)) for col in grouping.carry]
-    sums = [sql.SQL("sum({col}) AS {col}").format(col=sql.Identifier(measure)) for measure in measures]
+    # bigint partial sums keep the outer sums on the int128 fast path (money stays far below 2^63 minor units)
+    sums = [sql.SQL("sum({col})::bigint AS {col}").format(col=sql.Identifier(measure)) for measure in measures]
     return sql.SQL(
         "SELECT {group} AS g, {columns}, event_date, currency::text AS currency"
         " FROM analytics.{table} WHERE {conditions} GROUP BY 1, event_date, currency"
