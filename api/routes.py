@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from starlette.responses import Response
 
 from api import params, schemas
@@ -399,11 +399,20 @@ def health_router(auth: bool, dependencies: list[Any]) -> APIRouter:
         summary="Prometheus metrics",
         description="Request counts and latencies per route, cache hits/misses/entries, NOTIFY listener state, "
         "connection pool size (Prometheus text format).",
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."}},
+        responses={
+            200: {
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/openmetrics-text": {"schema": {"type": "string"}},
+                },
+                "description": "Metrics in the format the Accept header asks for (Prometheus text by default).",
+            }
+        },
         response_class=Response,
     )
     async def metrics(request: Request) -> Response:
-        return Response(generate_latest(serving(request).telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encode(serving(request).telemetry.registry), headers={"Content-Type": content_type})
 
     return router
 

@@ -265,6 +265,9 @@ def test_metrics_count_requests_and_cache_lookups(client: httpx.Client) -> None:
     assert 'shoppulse_api_cache_lookups_total{result="hit"}' in text
     assert "shoppulse_api_request_duration_seconds_bucket" in text
     assert "shoppulse_api_notify_listener_up" in text
+    openmetrics = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert openmetrics.text.rstrip().endswith("# EOF")
 
 
 def test_openapi_documents_every_parameter_and_field(client: httpx.Client) -> None:
