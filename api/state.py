@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from psycopg_pool import AsyncConnectionPool
 
 from api.telemetry import Telemetry
+from shoppulse.contract.events import CURRENCY_EXPONENTS
 from shoppulse.serving.cache import ResponseCache
 from shoppulse.serving.currency import FxCache
 from shoppulse.serving.db import create_pool
@@ -46,6 +47,9 @@ class ServingState:
 
     @classmethod
     def create(cls, settings: Settings, now: Clock = utc_now) -> ServingState:
+        if settings.reporting_currency not in CURRENCY_EXPONENTS:
+            supported = ", ".join(CURRENCY_EXPONENTS)
+            raise ValueError(f"SHOPPULSE_REPORTING_CURRENCY={settings.reporting_currency!r} is not one of {supported}")
         telemetry = Telemetry()
         cache = ResponseCache(settings.api_cache_max_entries)
         state: ServingState
