@@ -1,0 +1,104 @@
+"""Which serving tables each rollup asset owns, with their columns (COPY order) and primary keys.
+
+The names of the assets are the `asset` values of the ledger (`analytics.materializations`) and the
+Dagster asset keys. Every table is replaced per partition on its `date_column`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shoppulse.metrics import ITEM_MEASURES, SALES_MEASURES
+
+SCHEMA = "analytics"
+
+FX_RATES = "fx_rates"
+SALES = "sales"
+PRODUCTS = "products"
+USERS = "users"
+FUNNEL = "funnel"
+CUSTOMERS = "customers"
+INGEST_QUALITY = "ingest_quality"
+
+EVENT_ROLLUPS = (SALES, PRODUCTS, USERS, FUNNEL, CUSTOMERS)
+"""Rollups computed from the day's deduplicated events (one lake read serves all of them)."""
+
+ALL_ROLLUPS = (FX_RATES, *EVENT_ROLLUPS, INGEST_QUALITY)
+
+
+@dataclass(frozen=True)
+class ServingTable:
+    """A serving table: its columns in COPY order and its primary key (rows are written sorted by it)."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    date_column: str = "event_date"
+
+    @property
+    def qualified(self) -> str:
+        return f"{SCHEMA}.{self.name}"
+
+
+def _table(name: str, key: tuple[str, ...], measures: tuple[str, ...], extra: tuple[str, ...] = ()) -> ServingTable:
+    return ServingTable(name, (*key, *extra, *measures), key)
+
+
+TABLES: dict[str, tuple[ServingTable, ...]] = {
+    FX_RATES: (ServingTable("fx_rates", ("rate_date", "currency", "per_usd"), ("rate_date", "currency"), "rate_date"),),
+    SALES: (
+        _table("sales_15m", ("event_date", "bucket_start", "currency", "country", "channel", "device"), SALES_MEASURES),
+        _table("sales_hourly", ("event_date", "hour_start", "currency"), SALES_MEASURES),
+        _table("sales_daily", ("event_date", "currency"), SALES_MEASURES),
+        _table("sales_hourly_reporting", ("event_date", "hour_start", "currency"), SALES_MEASURES),
+        _table("sales_daily_reporting", ("event_date", "currency"), SALES_MEASURES),
+    ),
+    PRODUCTS: (
+        _table(
+            "category_sales_15m",
+            ("event_date", "bucket_start", "currency", "category", "country", "channel", "device"),
+            ITEM_MEASURES,
+        ),
+        _table("category_sales_daily", ("event_date", "category", "currency"), ITEM_MEASURES),
+        _table(
+            "product_sales_hourly", ("event_date", "hour_start", "product_id", "currency"), ITEM_MEASURES, ("category",)
+        ),
+        _table("product_sales_daily", ("event_date", "product_id", "currency"), ITEM_MEASURES, ("category",)),
+    ),
+    USERS: (
+        _table(
+            "active_users_minute",
+            ("event_date", "minute_start"),
+            ("users_1m", "users_5m", "users_15m", "users_30m", "users_60m"),
+        ),
+        _table("users_daily", ("event_date",), ("dau", "wau", "mau", "sessions", "page_views", "product_views")),
+    ),
+    FUNNEL: (
+        _table(
+            "funnel_daily",
+            ("event_date", "country", "channel", "device"),
+            ("sessions", "product_view_sessions", "cart_sessions", "checkout_sessions", "purchase_sessions"),
+        ),
+    ),
+    CUSTOMERS: (
+        _table(
+            "customers_daily",
+            ("event_date",),
+            (
+                "customers",
+                "first_time_customers",
+                "returning_customers",
+                "orders",
+                "first_time_orders",
+                "returning_orders",
+            ),
+        ),
+    ),
+    INGEST_QUALITY: (
+        _table("quarantine_daily", ("event_date", "reason"), ("events",)),
+        _table("late_events_daily", ("event_date", "original_date", "event_type"), ("events",)),
+    ),
+}
+"""Serving tables of each rollup asset."""
+
+TABLE_BY_NAME: dict[str, ServingTable] = {table.name: table for tables in TABLES.values() for table in tables}

@@ -1,0 +1,257 @@
+"""Data-quality checks of the raw layer and the rollups (plain logic; `assets/checks.py` exposes them).
+
+- raw layer, per events partition: the files have the contract's columns and types, key columns are
+  never null and every row belongs to its partition, and the share of re-delivered copies is small;
+- rollups: products and categories add up to the day's net sales (per currency), and the serving rows
+  equal a fresh recompute from the lake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import psycopg
+
+from shoppulse.contract.schema import LAKE_SCHEMA
+from shoppulse.lake.layout import LakeTable, read_partition
+from shoppulse.rollups import catalog
+from shoppulse.rollups.catalog import SCHEMA, ServingTable
+from shoppulse.rollups.fx import rates_in_force
+from shoppulse.rollups.runner import EventInputs, event_rollup_writes, fx_write, quality_write
+from shoppulse.rollups.writer import PartitionWrite
+
+KEY_COLUMNS = (
+    "event_id",
+    "event_type",
+    "event_ts",
+    "user_id",
+    "session_id",
+    "event_date",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_ts",
+)
+"""Columns every lake row must have: identity, time, who, and where it came from."""
+
+MAX_DUPLICATE_RATE = 0.05
+"""Share of re-delivered copies above which the raw layer check warns (producer or drain trouble)."""
+
+
+@dataclass(frozen=True)
+class RawPartitionQuality:
+    """What the raw-layer checks found in one events partition."""
+
+    day: dt.date
+    files: int
+    rows: int
+    schema_problems: list[str]
+    null_keys: dict[str, int]
+    outside_partition: int
+    """Rows whose event_date is not the partition's day or not the UTC date of event_ts."""
+    copies: int
+    """Rows beyond the first of each (event_date, event_id)."""
+
+    @property
+    def duplicate_rate(self) -> float:
+        return self.copies / self.rows if self.rows else 0.0
+
+
+def _schema_problems(path: Path) -> list[str]:
+    found = pl.read_parquet_schema(path)
+    problems = []
+    for name, dtype in LAKE_SCHEMA.items():
+        if name not in found:
+            problems.append(f"{path.name}: missing column {name}")
+        elif found[name] != dtype:
+            problems.append(f"{path.name}: {name} is {found[name]}, contract says {dtype}")
+    problems += [f"{path.name}: unexpected column {name}" for name in found if name not in LAKE_SCHEMA]
+    return problems
+
+
+def raw_partition_quality(lake_dir: Path, day: dt.date) -> RawPartitionQuality:
+    """Check one events partition: schema per file (footer only), then one DuckDB scan for the rest."""
+    snapshot = read_partition(Path(lake_dir), LakeTable.EVENTS, day)
+    problems = [problem for path in snapshot.files for problem in _schema_problems(path)]
+    if not snapshot.files:
+        return RawPartitionQuality(day, 0, 0, [], dict.fromkeys(KEY_COLUMNS, 0), 0, 0)
+    nulls = ", ".join(f"count(*) FILTER (WHERE {c} IS NULL) AS {c}" for c in KEY_COLUMNS)
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        row = con.execute(
+            f"""
+            SELECT count(*), {nulls},
+                   count(*) FILTER (WHERE event_date <> $day OR CAST(event_ts AS DATE) <> event_date),
+                   count(*) - count(DISTINCT (event_date, event_id))
+            FROM read_parquet($files, union_by_name = true)
+            """,
+            {"files": snapshot.paths, "day": day},
+        ).fetchone()
+    assert row is not None
+    rows, *null_counts, outside, copies = row
+    return RawPartitionQuality(
+        day=day,
+        files=len(snapshot.files),
+        rows=int(rows),
+        schema_problems=problems,
+        null_keys=dict(zip(KEY_COLUMNS, map(int, null_counts), strict=True)),
+        outside_partition=int(outside),
+        copies=int(copies),
+    )
+
+
+# -- Rollups ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SumMismatch:
+    day: dt.date
+    currency: str
+    table: str
+    table_net_sales: int
+    sales_net_sales: int
+
+
+def net_sales_mismatches(conn: psycopg.Connection, days: Sequence[dt.date]) -> tuple[list[dt.date], list[SumMismatch]]:
+    """Days whose products, categories and 15-minute sales do not add up to `sales_daily` net sales.
+
+    Only days where `sales` and `products` were computed from the same lake version are compared
+    (returned first); a day where one of them is newer is waiting for the other's rerun.
+    """
+    comparable = [
+        row[0]
+        for row in conn.execute(
+            f"""
+            SELECT s.partition_date FROM {SCHEMA}.materializations s
+            JOIN {SCHEMA}.materializations p ON p.partition_date = s.partition_date AND p.asset = %s
+            WHERE s.asset = %s AND s.partition_date = ANY(%s) AND s.lake_version = p.lake_version
+            ORDER BY 1
+            """,
+            (catalog.PRODUCTS, catalog.SALES, list(days)),
+        ).fetchall()
+    ]
+    mismatches = []
+    for table in (
+        "product_sales_daily",
+        "category_sales_daily",
+        "product_sales_hourly",
+        "category_sales_15m",
+        "sales_15m",
+    ):
+        for day, currency, table_net, sales_net in conn.execute(
+            f"""
+            WITH part AS (
+                SELECT event_date, currency, sum(net_sales) AS net FROM {SCHEMA}.{table}
+                WHERE event_date = ANY(%(days)s) GROUP BY 1, 2
+            ), total AS (
+                SELECT event_date, currency, net_sales AS net FROM {SCHEMA}.sales_daily WHERE event_date = ANY(%(days)s)
+            )
+            SELECT coalesce(part.event_date, total.event_date), coalesce(part.currency, total.currency),
+                   coalesce(part.net, 0), coalesce(total.net, 0)
+            FROM part FULL JOIN total USING (event_date, currency)
+            WHERE coalesce(part.net, 0) <> coalesce(total.net, 0)
+            """,
+            {"days": comparable},
+        ).fetchall():
+            mismatches.append(SumMismatch(day, currency.strip(), table, int(table_net), int(sales_net)))
+    return comparable, mismatches
+
+
+@dataclass
+class RecomputeResult:
+    """Serving rows of one (asset, partition) against a fresh recompute from the lake."""
+
+    asset: str
+    day: dt.date
+    ledger_version: int | None
+    lake_version: int
+    differing_tables: dict[str, int] = field(default_factory=dict)
+    """Table -> number of rows present on one side only."""
+
+    @property
+    def comparable(self) -> bool:
+        """The serving rows were computed from the lake snapshot just read (else the lake moved on)."""
+        return self.ledger_version == self.lake_version
+
+    @property
+    def matches(self) -> bool:
+        return not self.differing_tables
+
+
+def _normalize(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, Decimal):
+        return value.normalize()
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC)
+    return value
+
+
+def _rows(frame: pl.DataFrame, table: ServingTable) -> set[tuple[Any, ...]]:
+    columns = table.columns
+    converted = frame.select(columns).rows()
+    if table.name == "fx_rates":
+        converted = [(d, c, Decimal(r)) for d, c, r in converted]
+    return {tuple(_normalize(v) for v in row) for row in converted}
+
+
+def _serving_rows(conn: psycopg.Connection, table: ServingTable, day: dt.date) -> set[tuple[Any, ...]]:
+    columns = ", ".join(table.columns)
+    rows = conn.execute(f"SELECT {columns} FROM {table.qualified} WHERE {table.date_column} = %s", (day,)).fetchall()
+    return {tuple(_normalize(v) for v in row) for row in rows}
+
+
+def compare_with_serving(conn: psycopg.Connection, write: PartitionWrite) -> RecomputeResult:
+    """Compare a recomputed partition with what PostgreSQL serves (and the ledger's lake version)."""
+    ledger = conn.execute(
+        f"SELECT lake_version FROM {SCHEMA}.materializations WHERE asset = %s AND partition_date = %s",
+        (write.asset, write.day),
+    ).fetchone()
+    result = RecomputeResult(write.asset, write.day, None if ledger is None else int(ledger[0]), write.lake_version)
+    for table in catalog.TABLES[write.asset]:
+        fresh = _rows(write.tables[table.name], table)
+        served = _serving_rows(conn, table, write.day)
+        if fresh != served:
+            result.differing_tables[table.name] = len(fresh ^ served)
+    return result
+
+
+def recompute_and_compare(
+    lake_dir: Path, conn: psycopg.Connection, assets: Collection[str], day: dt.date, reporting_currency: str
+) -> list[RecomputeResult]:
+    """Recompute the given rollups of `day` from the lake (nothing written) and compare with the serving rows."""
+    writes: list[PartitionWrite] = []
+    event_assets = [a for a in catalog.EVENT_ROLLUPS if a in assets]
+    if event_assets:
+        inputs = EventInputs(Path(lake_dir), with_users=catalog.USERS in event_assets).read(day)
+
+        def fx(d: dt.date, currencies: Collection[str]) -> dict[str, Decimal]:
+            return rates_in_force(conn, d, currencies)
+
+        writes += event_rollup_writes(inputs, event_assets, fx, reporting_currency)
+    if catalog.FX_RATES in assets:
+        writes.append(fx_write(day))
+    if catalog.INGEST_QUALITY in assets:
+        writes.append(quality_write(Path(lake_dir), day))
+    return [compare_with_serving(conn, write) for write in writes]
+
+
+def sample_days(days: Sequence[dt.date], size: int, seed: str) -> list[dt.date]:
+    """Up to `size` of `days`: always the newest, the others picked by a hash of `seed` (e.g. the run id),
+    so a run's sample is reproducible and different runs look at different days."""
+    ordered = sorted(set(days))
+    if len(ordered) <= size:
+        return ordered
+    chosen = [ordered[-1]]
+    rest = ordered[:-1]
+    rank: Callable[[dt.date], bytes] = lambda d: hashlib.sha256(f"{seed}:{d}".encode()).digest()  # noqa: E731
+    chosen += sorted(rest, key=rank)[: size - 1]
+    return sorted(chosen)

@@ -1,0 +1,317 @@
+"""Compute and write rollup partitions: the plain-Python body of the Dagster rollup assets.
+
+One read of a day's events (deduplicated once) serves every selected event rollup; a range of days is
+processed in ascending order so a day's events also give the next day its previous-day tail and the
+rolling DAU window. Every partition's rows depend only on the lake, never on the range it was
+computed in or on other serving tables, so any rerun, in any order, writes identical rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import psycopg
+
+from shoppulse.lake.layout import PartitionSnapshot
+from shoppulse.metrics import MAU_DAYS
+from shoppulse.rollups import catalog
+from shoppulse.rollups.customers import customers_daily
+from shoppulse.rollups.funnel import funnel_daily
+from shoppulse.rollups.fx import fx_rows, rates_in_force
+from shoppulse.rollups.products import products_tables
+from shoppulse.rollups.quality import late_events_daily, newest_received, quality_snapshots, quarantine_daily
+from shoppulse.rollups.sales import in_reporting_currency, sales_tables
+from shoppulse.rollups.source import DayEvents, LakeState, load_day, source_offsets
+from shoppulse.rollups.users import (
+    DAY,
+    LOOKBACK_MINUTES,
+    RollingActiveUsers,
+    UserDaysCache,
+    active_users_minute,
+    day_start,
+    distinct_users,
+    previous_day_tail,
+    users_daily,
+)
+from shoppulse.rollups.writer import PartitionWrite, WriteOutcome, replace_partition
+from shoppulse.warehouse.db import alembic_config, current_revision, migrate
+
+logger = logging.getLogger(__name__)
+
+FxLookup = Callable[[dt.date, Collection[str]], Mapping[str, Decimal]]
+
+
+@dataclass
+class DayInputs:
+    """Everything the event rollups of one day read."""
+
+    day: dt.date
+    state: LakeState
+    events: DayEvents
+    tail: pl.DataFrame | None = None
+    """(user_id, event_ts) of the previous day's last hour (users rollup only)."""
+    window: RollingActiveUsers | None = None
+    """Distinct users of the MAU window ending with `day` (users rollup only)."""
+    window_snapshots: dict[dt.date, PartitionSnapshot] = field(default_factory=dict)
+
+
+class EventInputs:
+    """Reads DayInputs for ascending days, reusing the previous day's data for the users rollup."""
+
+    def __init__(self, lake_dir: Path, with_users: bool) -> None:
+        self.lake_dir = Path(lake_dir)
+        self.with_users = with_users
+        self.cache = UserDaysCache(self.lake_dir)
+        self._previous: DayEvents | None = None
+        self._window: RollingActiveUsers | None = None
+        self._snapshots: dict[dt.date, PartitionSnapshot] = {}
+
+    def read(self, day: dt.date) -> DayInputs:
+        state = LakeState.read(self.lake_dir)
+        events = load_day(self.lake_dir, day)
+        inputs = DayInputs(day, state, events)
+        if self.with_users:
+            self._prepare_window(day)
+            assert self._window is not None
+            users = distinct_users(events.events)
+            if events.snapshot.files:
+                self.cache.put(events.snapshot, users)
+            self._window.add(day, users)
+            self._snapshots[day] = events.snapshot
+            oldest = day - dt.timedelta(days=MAU_DAYS - 1)
+            self._snapshots = {d: s for d, s in self._snapshots.items() if d >= oldest}
+            inputs.window = self._window
+            inputs.window_snapshots = dict(self._snapshots)
+            inputs.tail = self._tail(day)
+        self._previous = events
+        return inputs
+
+    def _prepare_window(self, day: dt.date) -> None:
+        previous = day - DAY
+        if self._window is not None and self._previous is not None and self._previous.day == previous:
+            return
+        self._window = RollingActiveUsers()
+        self._snapshots = {}
+        days = [day - dt.timedelta(days=back) for back in range(MAU_DAYS - 1, 0, -1)]
+        loaded = []
+        for earlier in days:
+            snapshot, users = self.cache.users(earlier)
+            self._snapshots[earlier] = snapshot
+            loaded.append((earlier, users))
+        self._window.add_many(loaded)
+
+    def _tail(self, day: dt.date) -> pl.DataFrame:
+        if self._previous is not None and self._previous.day == day - DAY:
+            cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
+            return self._previous.events.select("user_id", "event_ts").filter(pl.col("event_ts") >= cutoff)
+        _, tail = previous_day_tail(self.lake_dir, day)
+        return tail
+
+
+def event_rollup_writes(
+    inputs: DayInputs, assets: Collection[str], fx: FxLookup | None, reporting_currency: str, run_id: str | None = None
+) -> list[PartitionWrite]:
+    """The new contents of each selected event rollup's partition for `inputs.day` (nothing written)."""
+    day, events = inputs.day, inputs.events.events
+    own = [inputs.events.snapshot]
+    common = {
+        "source_offsets": source_offsets(inputs.state, own),
+        "lake_version": inputs.events.snapshot.version,
+        "max_event_ts": inputs.events.max_event_ts,
+        "run_id": run_id,
+    }
+    writes = []
+    for asset in catalog.EVENT_ROLLUPS:
+        if asset not in assets:
+            continue
+        extra: dict[str, object] = {}
+        if asset == catalog.SALES:
+            tables = sales_tables(events, day)
+            currencies = set(tables["sales_daily"]["currency"].to_list())
+            per_usd = fx(day, currencies | {reporting_currency}) if (fx and currencies) else {}
+            tables["sales_daily_reporting"] = _reporting(
+                tables["sales_daily"], ("event_date",), reporting_currency, per_usd
+            )
+            tables["sales_hourly_reporting"] = _reporting(
+                tables["sales_hourly"], ("event_date", "hour_start"), reporting_currency, per_usd
+            )
+        elif asset == catalog.PRODUCTS:
+            tables = products_tables(events, day)
+        elif asset == catalog.USERS:
+            if inputs.window is None or inputs.tail is None:
+                raise ValueError("users rollup needs inputs read with_users=True")
+            tables = {
+                "active_users_minute": active_users_minute(events, inputs.tail, day),
+                "users_daily": users_daily(events, day, inputs.window),
+            }
+            snapshots = list(inputs.window_snapshots.values())
+            extra = {
+                "source_offsets": source_offsets(inputs.state, snapshots),
+                "lake_version": max(s.version for s in snapshots),
+            }
+        elif asset == catalog.FUNNEL:
+            tables = {"funnel_daily": funnel_daily(events, day)}
+        else:
+            tables = {"customers_daily": customers_daily(events, day)}
+        writes.append(PartitionWrite(asset=asset, day=day, tables=tables, **{**common, **extra}))  # type: ignore[arg-type]
+    return writes
+
+
+def _reporting(
+    native: pl.DataFrame, keys: tuple[str, ...], target: str, per_usd: Mapping[str, Decimal]
+) -> pl.DataFrame:
+    return in_reporting_currency(native, keys, target, per_usd)
+
+
+def quality_write(lake_dir: Path, day: dt.date, run_id: str | None = None) -> PartitionWrite:
+    """The new contents of the ingest_quality partition of received date `day`."""
+    state = LakeState.read(Path(lake_dir))
+    quarantine, late = quality_snapshots(Path(lake_dir), day)
+    return PartitionWrite(
+        asset=catalog.INGEST_QUALITY,
+        day=day,
+        tables={"quarantine_daily": quarantine_daily(quarantine), "late_events_daily": late_events_daily(late)},
+        lake_version=max(quarantine.version, late.version),
+        source_offsets=source_offsets(state, [quarantine, late]),
+        max_event_ts=newest_received(quarantine, late),
+        run_id=run_id,
+    )
+
+
+def fx_write(day: dt.date, run_id: str | None = None) -> PartitionWrite:
+    """The new contents of the fx_rates partition of `day` (synthetic rates, no lake input: version 0)."""
+    return PartitionWrite(catalog.FX_RATES, day, {"fx_rates": fx_rows([day])}, lake_version=0, run_id=run_id)
+
+
+@dataclass
+class RunSummary:
+    """What a rollup run wrote, per partition."""
+
+    outcomes: list[WriteOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def for_asset(self, asset: str) -> list[WriteOutcome]:
+        return [o for o in self.outcomes if o.asset == asset]
+
+
+class PartitionWriters:
+    """Replace partitions on a few connections in background threads, so computing the next day
+    overlaps writing the previous one. At most `max_pending` writes wait at a time (bounded memory)."""
+
+    def __init__(self, database_url: str, workers: int = 2, max_pending: int = 8) -> None:
+        self.database_url = database_url
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollup-writer")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._futures: list[Future[WriteOutcome]] = []
+
+    def _connection(self) -> psycopg.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = psycopg.connect(self.database_url, autocommit=True)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _write(self, write: PartitionWrite) -> WriteOutcome:
+        try:
+            return replace_partition(self._connection(), write)
+        finally:
+            self._slots.release()
+
+    def submit(self, write: PartitionWrite) -> None:
+        for done in [f for f in self._futures if f.done()]:
+            done.result()  # surface a failed write early
+        self._slots.acquire()
+        self._futures.append(self._pool.submit(self._write, write))
+
+    def finish(self) -> list[WriteOutcome]:
+        """Wait for every write; raises the first failure."""
+        try:
+            return [future.result() for future in self._futures]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for conn in self._connections:
+            conn.close()
+
+
+def run_event_rollups(
+    lake_dir: Path,
+    database_url: str,
+    days: Sequence[dt.date],
+    assets: Collection[str],
+    reporting_currency: str,
+    run_id: str | None = None,
+    writers: int = 2,
+) -> RunSummary:
+    """Compute and replace the selected event rollups for `days` (read in ascending order)."""
+    began = time.monotonic()
+    selected = [a for a in catalog.EVENT_ROLLUPS if a in assets]
+    reader = EventInputs(Path(lake_dir), with_users=catalog.USERS in selected)
+    pool = PartitionWriters(database_url, workers=writers)
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+
+            def fx(day: dt.date, currencies: Collection[str]) -> Mapping[str, Decimal]:
+                return rates_in_force(conn, day, currencies)
+
+            for day in sorted(set(days)):
+                for write in event_rollup_writes(reader.read(day), selected, fx, reporting_currency, run_id):
+                    pool.submit(write)
+        summary = RunSummary(pool.finish())
+    except BaseException:
+        pool.close()
+        raise
+    for outcome in summary.outcomes:
+        if not outcome.written:
+            logger.info(
+                "%s %s: ledger has newer lake version %s; skipped", outcome.asset, outcome.day, outcome.ledger_version
+            )
+    summary.seconds = time.monotonic() - began
+    return summary
+
+
+def run_partition_writes(
+    database_url: str, days: Iterable[dt.date], make_write: Callable[[dt.date], PartitionWrite]
+) -> RunSummary:
+    """Replace one partition per day with `make_write(day)` (fx_rates, ingest_quality)."""
+    began = time.monotonic()
+    summary = RunSummary()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for day in sorted(set(days)):
+            summary.outcomes.append(replace_partition(conn, make_write(day)))
+    summary.seconds = time.monotonic() - began
+    return summary
+
+
+_MIGRATED: set[str] = set()
+
+
+def ensure_migrated(database_url: str) -> None:
+    """Apply pending migrations once per process (a no-op query after the first call)."""
+    if database_url in _MIGRATED:
+        return
+    if current_revision(database_url) != head_revision():
+        migrate(database_url)
+    _MIGRATED.add(database_url)
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("postgresql://unused/unused")).get_current_head()

@@ -1,0 +1,196 @@
+"""Users rollup: active users per minute over sliding 1/5/15/30/60-minute windows, and per day DAU,
+WAU, MAU, sessions and views.
+
+Sliding distinct counts use one exact algorithm for minutes and days: sort each user's active slots;
+a user active at slot a whose next active slot is b counts in window N at every slot of
+[a, min(a + N, b)). These spans never overlap for one user, so summing +1/−1 span ends and taking the
+running total gives the distinct count of every slot in one pass (no per-window set unions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
+from shoppulse.metrics import ACTIVE_USER_WINDOWS_MINUTES, DAU_DAYS, MAU_DAYS, USER_DAILY_COUNTS, WAU_DAYS
+from shoppulse.rollups.source import entity_codes, scan_partition
+
+MINUTE_MS = 60_000
+DAY = dt.timedelta(days=1)
+LOOKBACK_MINUTES = max(ACTIVE_USER_WINDOWS_MINUTES) - 1
+"""Minutes of the previous day the first minutes of a day's windows reach back into."""
+
+
+def sliding_distinct_counts(
+    entities: pl.Series, slots: pl.Series, first: int, last: int, windows: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """For each window N: distinct entities with a slot in [s − N + 1, s], for every slot s in first..last.
+
+    `entities` (integer codes) and `slots` (integers) are parallel; pairs may repeat, and slots before
+    `first` reach into the first windows.
+    """
+    size = last - first + 1
+    if size <= 0 or entities.is_empty():
+        return {n: np.zeros(max(size, 0), dtype=np.int64) for n in windows}
+    base = int(slots.min())  # type: ignore[arg-type]
+    if int(slots.max()) - base >= 1 << 31:  # type: ignore[operator]
+        raise ValueError("slots span more than 2**31")
+    keys = (
+        pl.DataFrame({"e": entities.cast(pl.Int64), "s": slots.cast(pl.Int64) - base})
+        .select(key=pl.col("e") * (1 << 32) + pl.col("s"))
+        .select(pl.col("key").unique().sort())["key"]
+        .to_numpy()
+    )
+    entity = keys >> 32
+    start = (keys & 0xFFFF_FFFF) + (base - first)
+    same_next = np.append(entity[1:] == entity[:-1], False)
+    gap = np.where(same_next, np.append(start[1:], 0) - start, np.iinfo(np.int64).max // 4)
+    counts = {}
+    for n in windows:
+        stop = start + np.minimum(gap, n)
+        inside = (stop > 0) & (start < size)
+        deltas = np.bincount(np.clip(start[inside], 0, size), minlength=size + 1)
+        deltas -= np.bincount(np.clip(stop[inside], 0, size), minlength=size + 1)
+        counts[n] = np.cumsum(deltas[:size])
+    return counts
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+def minute_of(expr: pl.Expr) -> pl.Expr:
+    """Minutes since the epoch of a UTC timestamp column."""
+    return expr.dt.epoch("ms") // MINUTE_MS
+
+
+def previous_day_tail(lake_dir: Path, day: dt.date) -> tuple[PartitionSnapshot, pl.DataFrame]:
+    """(user_id, event_ts) of the previous day's last LOOKBACK_MINUTES minutes (reach of the first windows)."""
+    snapshot = read_partition(Path(lake_dir), LakeTable.EVENTS, day - DAY)
+    cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
+    schema = {"user_id": pl.String(), "event_ts": pl.Datetime("ms", "UTC")}
+    tail = scan_partition(snapshot, schema).filter(pl.col("event_ts") >= cutoff).collect()
+    return snapshot, tail
+
+
+def active_users_minute(events: pl.DataFrame, tail: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    """Rows of `active_users_minute` for `day`: every minute from 00:00 to the minute of its newest event."""
+    schema = {"event_date": pl.Date, "minute_start": pl.Datetime("ms", "UTC")}
+    columns = [f"users_{n}m" for n in ACTIVE_USER_WINDOWS_MINUTES]
+    if events.is_empty():
+        return pl.DataFrame(schema={**schema, **dict.fromkeys(columns, pl.Int64)})
+    categories = pl.Categories.random()
+    pairs = pl.concat([events.select("user_id", "event_ts"), tail.select("user_id", "event_ts")]).select(
+        user=entity_codes("user_id", categories), minute=minute_of(pl.col("event_ts"))
+    )
+    first = int(day_start(day).timestamp()) // 60
+    last = int(events.select(minute_of(pl.col("event_ts")).max()).item())
+    counts = sliding_distinct_counts(pairs["user"], pairs["minute"], first, last, ACTIVE_USER_WINDOWS_MINUTES)
+    minutes = np.arange(first, last + 1, dtype=np.int64) * MINUTE_MS
+    return pl.DataFrame(
+        {
+            "event_date": [day] * len(minutes),
+            "minute_start": pl.Series(minutes).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
+            **{f"users_{n}m": counts[n] for n in ACTIVE_USER_WINDOWS_MINUTES},
+        },
+        schema_overrides=schema,
+    )
+
+
+class RollingActiveUsers:
+    """Distinct users over trailing windows of UTC days (up to MAU_DAYS), fed day by day, oldest first."""
+
+    def __init__(self) -> None:
+        self._last_seen = pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date})
+        self._latest: dt.date | None = None
+
+    def add_many(self, days: Iterable[tuple[dt.date, pl.Series]]) -> None:
+        """Add the distinct users of several days (ascending, all after the days already added)."""
+        frames = [pl.DataFrame({"user_id": users.cast(pl.String)}).with_columns(day=pl.lit(day)) for day, users in days]
+        new = pl.concat(frames) if frames else self._last_seen.clear()
+        if new.is_empty():
+            return
+        newest: dt.date = new["day"].max()  # type: ignore[assignment]
+        if self._latest is not None and new["day"].min() <= self._latest:  # type: ignore[operator]
+            raise ValueError("days must be added in ascending order")
+        combined = pl.concat([self._last_seen, new]).group_by("user_id").agg(pl.col("day").max())
+        self._last_seen = combined.filter(pl.col("day") > newest - dt.timedelta(days=MAU_DAYS))
+        self._latest = newest
+
+    def add(self, day: dt.date, users: pl.Series) -> None:
+        self.add_many([(day, users)])
+
+    def distinct(self, day: dt.date, window_days: int) -> int:
+        """Distinct users active in the `window_days` days ending with `day` (all days up to `day` added)."""
+        if self._latest is not None and self._latest > day:
+            raise ValueError(f"days after {day} were already added")
+        oldest = day - dt.timedelta(days=window_days - 1)
+        return self._last_seen.filter(pl.col("day") >= oldest).height
+
+
+def users_daily(events: pl.DataFrame, day: dt.date, window: RollingActiveUsers) -> pl.DataFrame:
+    """The `users_daily` row of `day` (no row for a day without events). `window` must include `day`."""
+    if events.is_empty():
+        return pl.DataFrame(
+            schema={"event_date": pl.Date, **dict.fromkeys(("dau", "wau", "mau", *USER_DAILY_COUNTS), pl.Int64)}
+        )
+    counts = events.select(**USER_DAILY_COUNTS).cast(pl.Int64)
+    return counts.with_columns(
+        event_date=pl.lit(day),
+        dau=pl.lit(window.distinct(day, DAU_DAYS), pl.Int64),
+        wau=pl.lit(window.distinct(day, WAU_DAYS), pl.Int64),
+        mau=pl.lit(window.distinct(day, MAU_DAYS), pl.Int64),
+    )
+
+
+class UserDaysCache:
+    """Distinct user_ids of each events partition, cached per (day, lake version) as Parquet.
+
+    Lives under `<lake>/_derived/user_days/`; an entry is valid exactly for its partition version
+    (the manifest says which is current), older versions are removed when a newer one is written,
+    and deleting the directory only costs recomputation.
+    """
+
+    def __init__(self, lake_dir: Path) -> None:
+        self.lake_dir = Path(lake_dir)
+        self.root = self.lake_dir / "_derived" / "user_days"
+
+    def _path(self, snapshot: PartitionSnapshot) -> Path:
+        return self.root / f"event_date={snapshot.date.isoformat()}" / f"v{snapshot.version:012d}.parquet"
+
+    def get(self, snapshot: PartitionSnapshot) -> pl.Series | None:
+        try:
+            return pl.read_parquet(self._path(snapshot))["user_id"]
+        except FileNotFoundError:
+            return None
+
+    def put(self, snapshot: PartitionSnapshot, users: pl.Series) -> None:
+        path = self._path(snapshot)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        pl.DataFrame({"user_id": users.cast(pl.String).sort()}).write_parquet(tmp)
+        tmp.replace(path)
+        for stale in path.parent.glob("v*.parquet"):
+            if stale.name != path.name:
+                stale.unlink(missing_ok=True)
+
+    def users(self, day: dt.date) -> tuple[PartitionSnapshot, pl.Series]:
+        """Distinct users of `day` at the partition's current version (cached, or read and cached)."""
+        snapshot = read_partition(self.lake_dir, LakeTable.EVENTS, day)
+        cached = self.get(snapshot)
+        if cached is not None:
+            return snapshot, cached
+        users = distinct_users(scan_partition(snapshot, {"user_id": pl.String()}))
+        if snapshot.files:
+            self.put(snapshot, users)
+        return snapshot, users
+
+
+def distinct_users(frame: pl.LazyFrame | pl.DataFrame) -> pl.Series:
+    return frame.lazy().select(pl.col("user_id").unique()).collect()["user_id"]
