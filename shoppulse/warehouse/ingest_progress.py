@@ -28,9 +28,6 @@ def record_progress(
 ) -> None:
     """Overwrite the progress rows of `topic` (idempotent: last writer wins, values only move forward)."""
     now = at or dt.datetime.now(dt.UTC)
-    rows = [
-        (topic, p, next_offsets.get(p, 0), hw, lake_version, now)
-        for p, hw in sorted(high_watermarks.items())
-    ]
+    rows = [(topic, p, next_offsets.get(p, 0), hw, lake_version, now) for p, hw in sorted(high_watermarks.items())]
     with psycopg.connect(database_url, connect_timeout=5) as conn, conn.cursor() as cur:
         cur.executemany(UPSERT, rows)
