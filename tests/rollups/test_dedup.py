@@ -1,0 +1,57 @@
+"""The one deduplication rule: each (event_date, event_id) once, the first-delivered copy wins."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+
+from shoppulse.lake.writer import append_events
+from shoppulse.rollups.dedup import first_copies
+from shoppulse.rollups.source import load_day
+from tests.rollups.scenario import D1, at, event, frame
+
+
+def _copies() -> pl.DataFrame:
+    first = event("page_view", at(D1, "10:00:00"), "u1", "s1", event_id="e-1", country="US", kafka_partition=2)
+    same_ts_lower_partition = {**first, "country": "FR", "kafka_partition": 1, "kafka_offset": 99}
+    later = {**first, "country": "CA", "kafka_ts": first["kafka_ts"] + dt.timedelta(seconds=5), "kafka_offset": 1}
+    other = event("page_view", at(D1, "11:00:00"), "u2", "s2", event_id="e-2")
+    return frame([later, first, other, same_ts_lower_partition])
+
+
+def test_smallest_kafka_ts_then_partition_then_offset_wins() -> None:
+    kept = first_copies(_copies())
+    assert kept.height == 2
+    winner = kept.filter(pl.col("event_id") == "e-1").row(0, named=True)
+    # same kafka_ts as the US copy, lower Kafka partition: FR wins; CA came later
+    assert winner["country"] == "FR"
+
+
+def test_result_does_not_depend_on_row_order() -> None:
+    rows = _copies()
+    forward = first_copies(rows).sort("event_id")
+    backward = first_copies(rows.reverse()).sort("event_id")
+    assert forward.equals(backward)
+
+
+def test_no_copies_returns_the_frame_untouched() -> None:
+    rows = _copies().filter(pl.col("country") != "CA").filter(pl.col("country") != "FR")
+    assert first_copies(rows).equals(rows)
+
+
+def test_same_id_on_two_days_counts_once_per_day() -> None:
+    a = event("page_view", at(D1, "23:59:59"), "u1", "s1", event_id="e-9")
+    b = event("page_view", at(D1 + dt.timedelta(days=1), "00:00:01"), "u1", "s1", event_id="e-9")
+    assert first_copies(frame([a, b])).height == 2
+
+
+def test_copies_in_separate_lake_commits_are_deduplicated_on_read(tmp_path: Path) -> None:
+    rows = _copies()
+    append_events(tmp_path, rows.head(2))
+    append_events(tmp_path, rows.tail(2))
+    day = load_day(tmp_path, D1)
+    assert day.events.height == 2
+    assert day.copies_dropped == 2
+    assert day.events.filter(pl.col("event_id") == "e-1")["country"].to_list() == ["FR"]
