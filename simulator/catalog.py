@@ -12,7 +12,6 @@ from functools import lru_cache
 
 import numpy as np
 import polars as pl
-from faker import Faker
 
 from shoppulse.contract.events import CURRENCY_EXPONENTS
 
@@ -155,6 +154,8 @@ def build_catalog(n_products: int = DEFAULT_PRODUCTS, seed: int = CATALOG_SEED) 
     rank = rng.permutation(n_products) + 1
     weights = 1.0 / rank.astype(np.float64) ** ZIPF_EXPONENT
     cdf = np.cumsum(weights / weights.sum())
+
+    from faker import Faker  # only needed here, once per catalog: keep it off the CLI's import path
 
     fake = Faker("en_US")
     fake.seed_instance(seed)

@@ -394,9 +394,19 @@ def schema(output: Path | None, check: bool) -> None:
 
 @main.command()
 @click.option("--seed", type=int, default=1, show_default=True)
-def examples(seed: int) -> None:
+@click.option(
+    "--update",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Rewrite the ```json examples of this Markdown file (docs/events.md) instead of printing.",
+)
+def examples(seed: int, update: Path | None) -> None:
     """Print one generated example of every event type (JSON, one per line)."""
-    from simulator.docs import example_events
+    from simulator.docs import example_events, update_examples
 
+    if update is not None:
+        changed = update_examples(update, seed)
+        click.echo(f"{update}: {'examples updated' if changed else 'already current'}")
+        return
     for event in example_events(seed).values():
         click.echo(event)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -53,3 +55,20 @@ def example_events(seed: int = 1) -> dict[str, str]:
         examples[event_type.value] = rows.filter(~pl.col("v2"))["payload"][0]
     examples["page_view (schema_version 2)"] = encoded.filter(pl.col("v2"))["payload"][0]
     return examples
+
+
+EXAMPLE_BLOCK = re.compile(r"```json\n(.*?)\n```", flags=re.S)
+
+
+def update_examples(path: Path, seed: int = 1) -> bool:
+    """Replace the ```json blocks of `path` (in order) with the current examples; True if it changed."""
+    text = Path(path).read_text()
+    examples = list(example_events(seed).values())
+    blocks = EXAMPLE_BLOCK.findall(text)
+    if len(blocks) != len(examples):
+        raise ValueError(f"{path} has {len(blocks)} JSON examples, the generator makes {len(examples)}")
+    replacements = iter(examples)
+    updated = EXAMPLE_BLOCK.sub(lambda _: "```json\n" + next(replacements) + "\n```", text)
+    if updated != text:
+        Path(path).write_text(updated)
+    return updated != text

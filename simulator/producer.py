@@ -5,6 +5,9 @@ Messages are keyed by session id, so a session's events keep their order within 
 producer is idempotent: librdkafka's retries never duplicate or reorder a partition's messages;
 duplicates in the topic are only the ones the fault injector sends on purpose.
 
+The timestamp is passed positionally (7th argument: after partition, callback and on_delivery):
+keyword arguments cost about as much as the rest of the call.
+
 Delivery reports are counted from librdkafka's per-message callbacks. In the fast path
 (``delivery.report.only.error``) only failures call back; every message librdkafka accepted and did
 not report as failed by the end of a successful flush was delivered.
@@ -118,13 +121,13 @@ class KafkaSink:
             while True:  # the hot loop: no per-message bookkeeping; a full queue raises out of it
                 try:
                     for value, key, ts in messages:
-                        produce(topic, value, key, -1, None, ts)  # positional timestamp: much cheaper
+                        produce(topic, value, key, -1, None, None, ts)  # (partition, callback, on_delivery, timestamp)
                     break
                 except BufferError:
                     while True:  # the message that did not fit: wait for room, then resume the loop
                         poll(0.05)
                         try:
-                            produce(topic, value, key, -1, None, ts)
+                            produce(topic, value, key, -1, None, None, ts)
                             break
                         except BufferError:
                             continue

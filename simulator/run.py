@@ -34,10 +34,12 @@ from simulator.stream import Stream, TrafficPlan, WireBatch, events_per_session,
 log = logging.getLogger(__name__)
 
 LIVE_TICK_S = 0.02
-LIVE_WARMUP_MS = 30 * MINUTE_MS
-"""Live mode starts the shop this long before now (and drops those events): sessions are already in
-progress at the start, so the event rate is right from the first second."""
-LIVE_WINDOW_S = 5.0
+LIVE_WARMUP_MS = 10 * MINUTE_MS
+LIVE_WARMUP_MAX_EVENTS = 1_000_000
+"""Live mode starts the shop up to LIVE_WARMUP_MS before now (and drops those events): sessions are
+already in progress at the start, so the event rate is right from the first second. At high rates
+the warm-up is shorter, so it never generates more than LIVE_WARMUP_MAX_EVENTS."""
+LIVE_WINDOW_S = 30.0
 LIVE_STATUS_EVERY_S = 60.0
 
 
@@ -124,7 +126,7 @@ def history_plan(seed: int, end_ms: int, days: float, events_per_day: float, pro
 
 def live_plan(seed: int, now_ms: int, rate: float, seasonal: bool, products: int) -> TrafficPlan:
     """Traffic averaging `rate` events/s (exactly that when not seasonal), starting before now."""
-    start_ms = now_ms - LIVE_WARMUP_MS
+    start_ms = now_ms - int(min(LIVE_WARMUP_MS, LIVE_WARMUP_MAX_EVENTS / rate * 1000))
     if seasonal:
         # the average multiplier over the coming week, promotions included
         per_ms = sessions_per_ms_for(rate * 7 * 86_400, now_ms, now_ms + 7 * DAY_MS, seed, products, seasonal=True)
@@ -276,8 +278,10 @@ class Runner:
     def run_live(self, duration_s: float | None = None, clock_ms: Any = None) -> RunResult:
         """Send messages as the wall clock reaches their send time, until stopped (or `duration_s`)."""
         now_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
-        skipped = self.stream.advance(now_ms())  # warm-up: sessions already in progress
-        log.info("live: warm-up generated %d messages before now (not sent)", skipped.height)
+        # Warm-up: sessions already in progress. Twice, so what fell due while generating is dropped too.
+        skipped = self.stream.advance(now_ms()).height
+        skipped += self.stream.advance(now_ms()).height
+        log.info("live: warm-up generated %d messages before now (not sent)", skipped)
         started = time.monotonic()
         last_status = started
         bar = self._bar(None)
