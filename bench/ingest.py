@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -142,14 +141,23 @@ def run_seed(bootstrap: str, topic: str, events: int, database_url: str) -> dict
     return {"events": seen, "seconds": seconds}
 
 
+def peak_rss_mb() -> float:
+    """This process's resident-set high-water mark (VmHWM: since exec, unlike ru_maxrss after fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child(args: argparse.Namespace) -> None:
-    """Run one variant and print its result as JSON (the parent reads peak RSS from wait4)."""
+    """Run one variant and print its result as JSON, with its own peak RSS."""
     if args.variant == "bare":
         result = run_bare(args.bootstrap, args.topic, args.events)
     elif args.variant == "drain":
         result = run_drain(args.bootstrap, args.topic, args.events)
     else:
         result = run_seed(args.bootstrap, args.topic, args.events, args.database_url)
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
@@ -168,13 +176,10 @@ def measure(variant: str, bootstrap: str, topic: str, events: int, database_url:
         "--database-url",
         database_url,
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    out = proc.stdout.read() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{variant} failed with status {status}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{variant} failed with exit code {proc.returncode}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["rate"] = result["events"] / result["seconds"]
     return result
 

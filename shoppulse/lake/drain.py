@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
 import os
 import threading
 import time
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
@@ -188,22 +189,31 @@ def _high_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[in
     raise AssertionError("unreachable")
 
 
+_PARTITION = Message.partition
+_OFFSET = Message.offset
+_TIMESTAMP = Message.timestamp
+_TIMESTAMP_MS = operator.itemgetter(1)
+_KEY = Message.key
+_VALUE = Message.value
+_ERROR = Message.error
+
+
 class _Chunk:
     """Messages accumulated for one decode job."""
 
     def __init__(self, topic: str) -> None:
         self.batch = MessageBatch(topic, [], [], [], [], [])
 
-    def extend(self, messages: list) -> tuple[list[int], list[int]]:  # type: ignore[type-arg]
-        """Append messages; returns their partitions and offsets."""
+    def extend(self, messages: list[Message]) -> tuple[list[int], list[int]]:
+        """Append messages (C-level `map` over the accessors: no Python frame per message)."""
         b = self.batch
-        partitions = [m.partition() for m in messages]
-        offsets = [m.offset() for m in messages]
+        partitions = list(map(_PARTITION, messages))
+        offsets = list(map(_OFFSET, messages))
         b.partitions.extend(partitions)
         b.offsets.extend(offsets)
-        b.timestamps_ms.extend([m.timestamp()[1] for m in messages])
-        b.keys.extend([m.key() for m in messages])
-        b.values.extend([m.value() for m in messages])
+        b.timestamps_ms.extend(map(_TIMESTAMP_MS, map(_TIMESTAMP, messages)))
+        b.keys.extend(map(_KEY, messages))
+        b.values.extend(map(_VALUE, messages))
         return partitions, offsets
 
 
@@ -309,7 +319,7 @@ def _consume_and_commit(
                 messages = consumer.consume(num_messages=CONSUME_BATCH, timeout=0.1)
                 if not messages:
                     continue
-                if any(m.error() is not None for m in messages):
+                if any(map(_ERROR, messages)):
                     messages = _drop_errors(messages)
                 partitions, offsets = chunk.extend(messages)
                 counts["messages"] += len(messages)
