@@ -10,7 +10,7 @@ from typing import Any
 from shoppulse.contract.events import CURRENCY_EXPONENTS
 from shoppulse.serving.aggregate import Grouping, Ranking, aggregate, zero_sums
 from shoppulse.serving.currency import round_minor
-from shoppulse.serving.ledger import read_freshness
+from shoppulse.serving.ledger import Freshness, read_freshness
 from shoppulse.serving.metrics import ITEM_MEASURES, MONEY_MEASURES, SALES_MEASURES, aov, ratio
 from shoppulse.serving.results import Meta, QueryContext, QueryResult, Scope
 from shoppulse.serving.tables import PRODUCT_TABLES, Piece, Table, choose_table, plan_pieces, sales_family
@@ -62,7 +62,7 @@ def money_values(sums: Mapping[str, Any], measures: Sequence[str]) -> dict[str, 
     return values
 
 
-def _meta(window: Window, currency: str, freshness: Any) -> Meta:
+def _meta(window: Window, currency: str, freshness: Freshness) -> Meta:
     return Meta(
         as_of=freshness.as_of,
         watermark=freshness.watermark,
