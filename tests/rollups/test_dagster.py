@@ -15,8 +15,10 @@ from dagster import (
     instance_for_test,
     materialize,
 )
+from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from assets.backfill import IN_PROCESS_RUNS, run_asset_backfill
 from assets.checks import RAW_CHECKS_DEFS, ROLLUP_CHECKS
 from assets.jobs import ROLLUPS_JOB_NAME, rollups_job
 from assets.raw import raw_events
@@ -117,3 +119,26 @@ def test_recompute_check_fails_on_tampered_serving_rows(
     assert checks[("sales", "matches_lake_recompute")] is False
     assert checks[("products", "net_sales_add_up")] is False
     assert checks[("users", "matches_lake_recompute")] is True
+
+
+def test_asset_backfill_like_the_ui_is_one_run_over_the_range(
+    scenario_lake: Path, database: str, monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    """The UI's backfill path (daemon iteration over a PartitionBackfill) against the real Definitions."""
+    monkeypatch.setenv("SHOPPULSE_LAKE_DIR", str(scenario_lake))
+    monkeypatch.setenv("DATABASE_URL", database)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)
+    monkeypatch.setenv("SHOPPULSE_EVENTS_TOPIC", settings.events_topic)
+    with instance_for_test(overrides=IN_PROCESS_RUNS) as instance:
+        outcome = run_asset_backfill(instance, ALL_ROLLUPS, [D1.isoformat(), D2.isoformat()])
+        assert outcome.status == BulkActionStatus.COMPLETED_SUCCESS
+        assert len(outcome.run_ids) == 1  # BackfillPolicy.single_run: the range and all rollups in one run
+        run = instance.get_run_by_id(outcome.run_ids[0])
+        assert run is not None
+        assert (run.tags[ASSET_PARTITION_RANGE_START_TAG], run.tags[ASSET_PARTITION_RANGE_END_TAG]) == (
+            D1.isoformat(),
+            D2.isoformat(),
+        )
+        for asset in ALL_ROLLUPS:
+            assert materialized_partitions(instance, asset) == {D1.isoformat(), D2.isoformat()}, asset
+    assert fetch(database, "SELECT dau FROM analytics.users_daily ORDER BY event_date") == [(5,), (2,)]
