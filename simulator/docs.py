@@ -11,7 +11,8 @@ import polars as pl
 
 from shoppulse.contract.events import CONTRACT_VERSION, EventType, json_schema
 from simulator.catalog import build_catalog
-from simulator.encode import EVENT_TYPE_CODES, Encoder
+from simulator.encode import Encoder
+from simulator.faults import EventDecisions
 from simulator.model import HOUR_MS, Shop
 
 EXAMPLE_START_MS = 1_748_865_600_000  # 2025-06-02T12:00:00Z, a fixed time so examples are stable
@@ -38,14 +39,22 @@ def example_events(seed: int = 1) -> dict[str, str]:
     shop.seed_population(1_000)
     encoder = Encoder(catalog, seed)
     events = shop.generate(EXAMPLE_START_MS, EXAMPLE_START_MS + 2 * HOUR_MS, 4_000 / HOUR_MS)
-    none = {t: np.zeros(f.height, dtype=np.int64) for t, f in events.frames.items()}
-    zeros = {t: np.zeros(f.height, dtype=np.uint8) for t, f in events.frames.items()}
-    variant = {t: np.zeros(f.height, dtype=np.uint8) for t, f in events.frames.items()}
-    variant[EventType.PAGE_VIEW][0] = 2
-    encoded = encoder.encode(events, none, zeros, variant)
+    session_variant = np.zeros(events.sessions.height, dtype=np.uint8)
+    session_variant[0] = 2  # the first session uses schema version 2
+    decisions = EventDecisions(
+        late_delay_ms={t: np.zeros(f.height, dtype=np.int64) for t, f in events.frames.items()},
+        late_kind={t: np.zeros(f.height, dtype=np.uint8) for t, f in events.frames.items()},
+        variant={
+            t: session_variant[f["srow"].to_numpy()] if "srow" in f.columns else np.zeros(f.height, dtype=np.uint8)
+            for t, f in events.frames.items()
+        },
+        session_variant=session_variant,
+    )
+    encoded = encoder.encode(events, decisions)
     examples: dict[str, str] = {}
-    for code, event_type in enumerate(EVENT_TYPE_CODES):
-        rows = encoded.filter(pl.col("event_type") == code).sort("ts")
+    for event_type in EventType:
+        rows = encoded.filter(pl.col("payload").str.contains(f'"event_type":"{event_type.value}"', literal=True))
+        rows = rows.sort("ts", maintain_order=True)
         if event_type in (EventType.ORDER_PLACED, EventType.ORDER_CANCELLED, EventType.REFUND):
             # prefer an example with a discount and more than one line
             richer = rows.filter(
@@ -53,7 +62,9 @@ def example_events(seed: int = 1) -> dict[str, str]:
             )
             rows = richer if richer.height else rows
         examples[event_type.value] = rows.filter(~pl.col("v2"))["payload"][0]
-    examples["page_view (schema_version 2)"] = encoded.filter(pl.col("v2"))["payload"][0]
+    examples["page_view (schema_version 2)"] = encoded.filter(pl.col("v2")).sort("ts", maintain_order=True)["payload"][
+        0
+    ]
     return examples
 
 

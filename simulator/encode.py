@@ -26,7 +26,8 @@ import polars as pl
 
 from shoppulse.contract.events import EventType
 from simulator.catalog import CURRENCIES, Catalog
-from simulator.ids import decimal_chars, hex_chars, namespace, text_series, uuid4_chars
+from simulator.faults import EventDecisions
+from simulator.ids import decimal_chars, hex_chars, namespace, text_series, uuid4_digits
 from simulator.model import (
     CANCEL_REASONS,
     CHANNELS,
@@ -69,32 +70,54 @@ ENCODED_SCHEMA: dict[str, pl.DataType] = {
     "key": pl.String(),
     "payload": pl.String(),
     "session": pl.Int64(),
-    "event_type": pl.UInt8(),
     "late": pl.UInt8(),
     "v2": pl.Boolean(),
 }
-"""Columns of an encoded window: ts (the time the event reaches the producer), event_ts (on the wire;
+"""Columns of an encoded window: ts (when the event reaches the producer), event_ts (on the wire;
 earlier for late events), key (session id), payload (JSON text), session (session number, negative
-for backend sessions), event_type (code), late (0 on time, 1 late within, 2 beyond the horizon), v2."""
+for backend sessions), late (0 on time, 1 late within, 2 beyond the horizon), v2."""
 
-Part = bytes | np.ndarray
-"""A piece of a fixed-width head: literal bytes, or an (n, w) uint8 column of ASCII."""
+
+@dataclass(frozen=True)
+class UuidDigits:
+    """The 32 hex digits of n UUIDs, (n, 32) uint8: written as 8-4-4-4-12 with dashes."""
+
+    digits: np.ndarray
+
+
+Part = bytes | np.ndarray | UuidDigits
+"""A piece of a fixed-width text: literal bytes, an (n, w) uint8 column of ASCII, or UUID digits."""
+
+_UUID_GROUPS = ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
+
+
+def _width(part: Part) -> int:
+    if isinstance(part, bytes):
+        return len(part)
+    if isinstance(part, UuidDigits):
+        return 36
+    return part.shape[1]
 
 
 def fixed_width_text(n: int, parts: Sequence[Part], name: str) -> pl.Series:
     """Concatenate literal and fixed-width column parts into `n` strings, in numpy."""
-    widths = [len(p) if isinstance(p, bytes) else p.shape[1] for p in parts]
+    widths = [_width(p) for p in parts]
     template = np.zeros(sum(widths), dtype=np.uint8)
-    rows = np.empty((n, sum(widths)), dtype=np.uint8)
     offset = 0
     for part, width in zip(parts, widths, strict=True):
         if isinstance(part, bytes):
             template[offset : offset + width] = np.frombuffer(part, dtype=np.uint8)
+        elif isinstance(part, UuidDigits):
+            template[offset + 8 : offset + 24 : 5] = ord("-")  # dashes at 8, 13, 18, 23
         offset += width
+    rows = np.empty((n, sum(widths)), dtype=np.uint8)
     rows[:] = template
     offset = 0
     for part, width in zip(parts, widths, strict=True):
-        if not isinstance(part, bytes):
+        if isinstance(part, UuidDigits):
+            for group, (lo, hi) in enumerate(_UUID_GROUPS):
+                rows[:, offset + lo + group : offset + hi + group] = part.digits[:, lo:hi]
+        elif not isinstance(part, bytes):
             rows[:, offset : offset + width] = part
         offset += width
     return text_series(rows, name)
@@ -114,8 +137,7 @@ def _json_str(value: str) -> str:
 class Fragments:
     """Precomputed JSON fragments, indexed by small integer codes."""
 
-    context: pl.Series  # (country * devices + device) * channels + channel -> ,"country":..,"device":..,"channel":..
-    variant: pl.Series  # variant code -> "" or ,"experiment_variant":".."
+    context: pl.Series  # ((country * devices + device) * channels + channel) * variants + variant -> ,"country":..
     page: pl.Series  # url index -> ,"page_type":"..","url_path":".."}
     product_price: (
         pl.Series
@@ -129,10 +151,11 @@ class Fragments:
     def build(cls, catalog: Catalog) -> Fragments:
         variants = ["", *(f',"experiment_variant":"{_json_str(v)}"' for v in EXPERIMENTS)]
         context = [
-            f',"country":"{country}","device":"{device}","channel":"{channel}"'
+            f',"country":"{country}","device":"{device}","channel":"{channel}"{variant}'
             for country in COUNTRY_CODES
             for device in DEVICES
             for channel in CHANNELS
+            for variant in variants
         ]
         page = [
             f',"page_type":"{page_type}","url_path":"{_json_str(url)}"}}'
@@ -147,7 +170,6 @@ class Fragments:
         price_rows = [(product[p], prices[c][p], cur) for c, cur in enumerate(CURRENCIES) for p in range(catalog.size)]
         return cls(
             context=_table(context),
-            variant=_table(variants),
             page=_table(page),
             product_price=_table([f',{pr},"price":{price},"currency":"{cur}"}}' for pr, price, cur in price_rows]),
             product_unit_price=_table(
@@ -193,7 +215,7 @@ class Encoder:
         schema_version = (ord("1") + (variant > 0)).astype(np.uint8)[:, None]
         parts: list[Part] = [
             b'{"event_id":"',
-            uuid4_chars(self.rng, n),
+            UuidDigits(uuid4_digits(self.rng, n)),
             f'","event_type":"{event_type.value}","schema_version":'.encode(),
             schema_version,
             b',"event_ts":',
@@ -217,8 +239,8 @@ class Encoder:
             parts += self._id(frame, "order_id", "order", "order")
         return fixed_width_text(n, parts, "head")
 
-    def session_parts(self, sessions: pl.DataFrame, backend: bool) -> pl.DataFrame:
-        """Per session: its message key and the envelope fragment from user_id to channel."""
+    def session_parts(self, sessions: pl.DataFrame, backend: bool, variant: np.ndarray) -> pl.DataFrame:
+        """Per session: its message key and the envelope fragment from user_id to channel (and variant)."""
         kind = "backend" if backend else "session"
         n = sessions.height
         session_hex = self._hex(sessions, kind, "session")
@@ -228,9 +250,10 @@ class Encoder:
             [b',"user_id":"u_', self._hex(sessions, "user", "user"), b'","session_id":"' + prefix, session_hex, b'"'],
             "ids",
         )
-        code = (sessions["country"].cast(pl.UInt32) * len(DEVICES) + sessions["device"]) * len(CHANNELS) + sessions[
-            "channel"
-        ]
+        code = (
+            (sessions["country"].cast(pl.UInt32) * len(DEVICES) + sessions["device"]) * len(CHANNELS)
+            + sessions["channel"]
+        ) * (len(EXPERIMENTS) + 1) + pl.Series(variant, dtype=pl.UInt32)
         return pl.DataFrame([fixed_width_text(n, [prefix, session_hex], "key"), ids, code.alias("code")]).select(
             "key", pl.concat_str("ids", pl.lit(self.fragments.context).gather(pl.col("code"))).alias("context")
         )
@@ -334,34 +357,28 @@ class Encoder:
             ], frame
         raise ValueError(f"no template for {event_type}")
 
-    def encode(
-        self,
-        events: WindowEvents,
-        late_delay_ms: dict[EventType, np.ndarray],
-        late_kind: dict[EventType, np.ndarray],
-        variant: dict[EventType, np.ndarray],
-    ) -> pl.DataFrame:
+    def encode(self, events: WindowEvents, decisions: EventDecisions) -> pl.DataFrame:
         """Messages of every event of the window (ENCODED_SCHEMA), late and schema-v2 decisions applied."""
-        shoppers = self.session_parts(events.sessions, backend=False)
+        shoppers = self.session_parts(events.sessions, backend=False, variant=decisions.session_variant)
         parts = []
         for event_type, frame in events.frames.items():
             if frame.height == 0:
                 continue
+            variant = decisions.variant[event_type]
             if event_type in BACKEND_TYPES:
-                envelope = self.session_parts(frame, backend=True)
+                envelope = self.session_parts(frame, backend=True, variant=variant)
             else:
                 envelope = shoppers.select(pl.all().gather(frame["srow"]))
-            event_ts = frame["ts"].to_numpy() - late_delay_ms[event_type]
+            event_ts = frame["ts"].to_numpy() - decisions.late_delay_ms[event_type]
             frame = frame.with_columns(
-                self._head(event_type, frame, event_ts, variant[event_type]),
-                self.fragments.variant.gather(pl.Series(variant[event_type], dtype=pl.UInt32)).alias("variant_json"),
+                self._head(event_type, frame, event_ts, variant),
                 envelope["key"],
                 envelope["context"],
                 pl.Series("event_ts", event_ts, dtype=pl.Int64),
-                pl.Series("v2", variant[event_type] > 0, dtype=pl.Boolean),
+                pl.Series("v2", variant > 0, dtype=pl.Boolean),
             )
             body, frame = self._body(event_type, frame, events)
-            payload = _concat([pl.col("head"), pl.col("variant_json"), pl.col("context"), *body])
+            payload = _concat([pl.col("head"), pl.col("context"), *body])
             session = -1 - pl.col("session") if event_type in BACKEND_TYPES else pl.col("session")
             parts.append(
                 frame.select(
@@ -370,8 +387,7 @@ class Encoder:
                     pl.col("key"),
                     payload.alias("payload"),
                     session.alias("session"),
-                    pl.lit(EVENT_TYPE_CODES.index(event_type), dtype=pl.UInt8).alias("event_type"),
-                    pl.Series("late", late_kind[event_type], dtype=pl.UInt8),
+                    pl.Series("late", decisions.late_kind[event_type], dtype=pl.UInt8),
                     pl.col("v2"),
                 )
             )

@@ -104,11 +104,15 @@ class FaultConfig:
 
 @dataclass(frozen=True)
 class EventDecisions:
-    """Per event type, per event: how much earlier event_ts is written, its late class, its v2 variant."""
+    """Per event type, per event: how much earlier event_ts is written, its late class, its v2 variant.
+
+    `session_variant` is the variant of each shopper session (its events share it); 0 = schema v1.
+    """
 
     late_delay_ms: dict[EventType, np.ndarray]
     late_kind: dict[EventType, np.ndarray]
     variant: dict[EventType, np.ndarray]
+    session_variant: np.ndarray
 
 
 class FaultInjector:
@@ -124,19 +128,16 @@ class FaultInjector:
         cfg, rng = self.config, self.rng
         n_sessions = events.sessions.height
         v2_session = rng.random(n_sessions) < cfg.v2_rate if cfg.v2_rate else np.zeros(n_sessions, dtype=bool)
-        users = events.sessions["user"].to_numpy()
+        # A user stays in one arm of each experiment; v2 events name one of the user's arms.
+        session_variant = np.where(v2_session, 1 + events.sessions["user"].to_numpy() % 4, 0).astype(np.uint8)
         delays, kinds, variants = {}, {}, {}
         for event_type, frame in events.frames.items():
             n = frame.height
             if "srow" in frame.columns:
-                srow = frame["srow"].to_numpy()
-                v2 = v2_session[srow]
-                user = users[srow]
+                variants[event_type] = session_variant[frame["srow"].to_numpy()]
             else:  # backend events decide for themselves
                 v2 = rng.random(n) < cfg.v2_rate if cfg.v2_rate else np.zeros(n, dtype=bool)
-                user = frame["user"].to_numpy()
-            # A user stays in one arm of each experiment; v2 events name one of the user's arms.
-            variants[event_type] = np.where(v2, 1 + (user % 4), 0).astype(np.uint8)
+                variants[event_type] = np.where(v2, 1 + frame["user"].to_numpy() % 4, 0).astype(np.uint8)
             kind = np.zeros(n, dtype=np.uint8)
             if cfg.late_rate:
                 late = rng.random(n) < cfg.late_rate
@@ -146,25 +147,24 @@ class FaultInjector:
             delays[event_type] = np.select(
                 [kind == LATE_WITHIN, kind == LATE_BEYOND], [cfg.late_delay_ms, cfg.beyond_delay_ms], default=0
             ).astype(np.int64)
-        return EventDecisions(late_delay_ms=delays, late_kind=kinds, variant=variants)
+        return EventDecisions(late_delay_ms=delays, late_kind=kinds, variant=variants, session_variant=session_variant)
 
     # --- after encoding: delivery order, re-sends, malformed extras ----------------------------
-    def arrange(self, encoded: pl.DataFrame, first_seq: int) -> pl.DataFrame:
+    def arrange(self, encoded: pl.DataFrame) -> pl.DataFrame:
         """Messages of one window (MESSAGE_SCHEMA), with out-of-order, duplicate and malformed faults.
 
-        `first_seq` numbers the window's events (seq = 4 × event number; faults use seq + 1..3 so
-        they sort right after the event they derive from).
+        No two messages of a session are sent in the same millisecond (steps are >= 300 ms apart, a
+        displaced event goes 1 ms after its successor, a re-send >= 1 s later), so a stable sort on
+        release_ts alone puts every session in the intended order.
         """
         cfg, rng = self.config, self.rng
         n = encoded.height
-        seq = (first_seq + np.arange(n, dtype=np.int64)) * 4
-        release = encoded["ts"].to_numpy().copy()
+        release = encoded["ts"].to_numpy()
         displaced = np.zeros(n, dtype=bool)
         if cfg.out_of_order_rate and n:
-            release, seq, displaced = self._swap_pairs(encoded, release, seq)
+            release, displaced = self._swap_pairs(encoded, release)
         messages = encoded.with_columns(
             pl.Series("release_ts", release),
-            pl.Series("seq", seq),
             pl.lit(KIND_EVENT, dtype=pl.UInt8).alias("kind"),
             pl.lit(None, dtype=pl.Binary).alias("bad"),
             pl.lit(0, dtype=pl.UInt8).alias("malformed"),
@@ -177,7 +177,6 @@ class FaultInjector:
             extras.append(
                 messages[picked].with_columns(
                     pl.col("release_ts") + pl.Series(delay),
-                    pl.col("seq") + 2,
                     pl.lit(KIND_DUPLICATE, dtype=pl.UInt8).alias("kind"),
                     pl.lit(False).alias("out_of_order"),
                 )
@@ -186,20 +185,12 @@ class FaultInjector:
             extras.append(self._malformed(messages))
         return pl.concat(extras, how="vertical").select(list(MESSAGE_SCHEMA))
 
-    def _swap_pairs(
-        self, encoded: pl.DataFrame, release: np.ndarray, seq: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Send the first event of some (event, next event) pairs of a session right after the second."""
+    def _swap_pairs(self, encoded: pl.DataFrame, release: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Send the first event of some (event, next event) pairs of a session 1 ms after the second."""
         rng = self.rng
         n = encoded.height
         session = encoded["session"].to_numpy()
-        ts = encoded["ts"].to_numpy()
-        order = (
-            pl.DataFrame({"session": session, "ts": ts, "seq": seq})
-            .select(pl.arg_sort_by("session", "ts", "seq"))
-            .to_series()
-            .to_numpy()
-        )
+        order = encoded.select(pl.arg_sort_by("session", "ts", maintain_order=True)).to_series().to_numpy()
         s_sorted = session[order]
         new_group = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
         group_start = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
@@ -208,17 +199,15 @@ class FaultInjector:
         first_of_pair = (rank % 2 == 0) & has_next & (s_sorted >= 0)
         candidates = np.flatnonzero(first_of_pair)
         if len(candidates) == 0:
-            return release, seq, np.zeros(n, dtype=bool)
+            return release, np.zeros(n, dtype=bool)
         chance = min(1.0, self.config.out_of_order_rate * n / len(candidates))
         chosen = candidates[rng.random(len(candidates)) < chance]
         first, second = order[chosen], order[chosen + 1]
         release = release.copy()
-        seq = seq.copy()
-        release[first] = release[second]
-        seq[first] = seq[second] + 1
+        release[first] = release[second] + 1
         displaced = np.zeros(n, dtype=bool)
         displaced[first] = True
-        return release, seq, displaced
+        return release, displaced
 
     def _malformed(self, messages: pl.DataFrame) -> pl.DataFrame:
         """Extra messages derived from random events of the window, each broken in one way."""
@@ -233,7 +222,6 @@ class FaultInjector:
         ]
         codes = [MALFORMED_KINDS.index(cfg.malformed_kinds[k]) + 1 for k in kinds.tolist()]
         return templates.with_columns(
-            pl.col("seq") + 3,
             pl.lit(KIND_MALFORMED, dtype=pl.UInt8).alias("kind"),
             pl.Series("bad", bad, dtype=pl.Binary),
             pl.Series("malformed", codes, dtype=pl.UInt8),
@@ -250,22 +238,19 @@ TYPICAL_FAULTS = FaultConfig(
 
 MESSAGE_SCHEMA: dict[str, pl.DataType] = {
     "release_ts": pl.Int64(),
-    "seq": pl.Int64(),
     "key": pl.String(),
     "payload": pl.String(),
     "bad": pl.Binary(),
     "kind": pl.UInt8(),
     "malformed": pl.UInt8(),
-    "event_type": pl.UInt8(),
     "event_ts": pl.Int64(),
     "late": pl.UInt8(),
     "v2": pl.Boolean(),
     "out_of_order": pl.Boolean(),
-    "session": pl.Int64(),
 }
-"""One row per Kafka message. release_ts is when it is sent (its Kafka timestamp), seq orders messages
-sent in the same millisecond; payload holds the JSON text of events and duplicates, bad the bytes of a
-malformed message (kind 2, class MALFORMED_KINDS[malformed - 1])."""
+"""One row per Kafka message. release_ts is when it is sent (its Kafka timestamp); payload holds the
+JSON text of events and duplicates, bad the bytes of a malformed message (kind 2, class
+MALFORMED_KINDS[malformed - 1])."""
 
 
 def _iso(ms: int) -> str:

@@ -34,13 +34,18 @@ def text_series(chars: np.ndarray, name: str) -> pl.Series:
     return pl.Series(name, array)
 
 
-def uuid4_chars(rng: np.random.Generator, n: int) -> np.ndarray:
-    """`n` random version-4 UUIDs drawn from `rng`, as an (n, 36) uint8 array of canonical lowercase text."""
+def uuid4_digits(rng: np.random.Generator, n: int) -> np.ndarray:
+    """The 32 hex digits of `n` random version-4 UUIDs drawn from `rng`, as an (n, 32) uint8 array."""
     raw = np.frombuffer(rng.bytes(n * 16), dtype=np.uint8).reshape(n, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    return _hex_of_bytes(raw)
+
+
+def uuid4_chars(rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` random version-4 UUIDs drawn from `rng`, as an (n, 36) uint8 array of canonical lowercase text."""
     digits = np.empty((n, 33), dtype=np.uint8)
-    digits[:, :32] = _hex_of_bytes(raw)
+    digits[:, :32] = uuid4_digits(rng, n)
     digits[:, 32] = ord("-")
     return digits[:, _UUID_LAYOUT]
 

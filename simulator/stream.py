@@ -88,12 +88,12 @@ class Stream:
         self.pending = pl.DataFrame(schema=MESSAGE_SCHEMA)
 
     def _window(self, start_ms: int, end_ms: int) -> pl.DataFrame:
+        """The messages of sessions starting in [start_ms, end_ms), in generation order."""
         events = self.shop.generate(start_ms, end_ms, self.plan.sessions_per_ms)
         decisions = self.injector.decide(events)
-        encoded = self.encoder.encode(events, decisions.late_delay_ms, decisions.late_kind, decisions.variant)
-        messages = self.injector.arrange(encoded, first_seq=self.events_generated)
+        encoded = self.encoder.encode(events, decisions)
         self.events_generated += encoded.height
-        return messages
+        return self.injector.arrange(encoded)
 
     def advance(self, until_ms: int) -> pl.DataFrame:
         """Every message sent before `until_ms` that was not returned yet, in send order."""
@@ -103,7 +103,8 @@ class Stream:
             windows.append(self._window(self.generated_until, end))
             self.generated_until = end
         if windows:
-            self.pending = pl.concat([self.pending, *windows], how="vertical").sort("release_ts", "seq")
+            # A stable sort: on equal send times, older pending messages first, then generation order.
+            self.pending = pl.concat([self.pending, *windows], how="vertical").sort("release_ts", maintain_order=True)
         cut = int(np.searchsorted(self.pending["release_ts"].to_numpy(), until_ms, side="left"))
         released = self.pending.slice(0, cut)
         self.pending = self.pending.slice(cut)

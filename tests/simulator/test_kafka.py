@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from shoppulse.settings import Settings
 from simulator.faults import FaultConfig
@@ -37,9 +37,19 @@ FAULT_FLAGS = [
 
 
 def high_watermarks(settings: Settings, topic: str) -> int:
+    """Messages in `topic` (retrying while a new topic's partition leaders are still being elected)."""
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "sim-watermarks"})
+    deadline = time.monotonic() + 30
     try:
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS))
+        while True:
+            try:
+                return sum(
+                    consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)
+                )
+            except KafkaException:  # e.g. NOT_LEADER_FOR_PARTITION (not flagged retriable) on a fresh topic
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         consumer.close()
 
