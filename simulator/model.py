@@ -108,6 +108,10 @@ STEP_GAP_MS = {
 }
 MIN_GAP_MS = 300
 
+# Page kinds (home, category, search, account, other) of landing pages and of later page views.
+LANDING_PAGE_MIX = np.cumsum([0.42, 0.33, 0.15, 0.04, 0.06])
+BROWSING_PAGE_MIX = np.cumsum([0.12, 0.45, 0.30, 0.08, 0.05])
+
 # Order of the steps within a session: an integer key below 2**KEY_BITS. Browsing (page and product
 # views) gets even random keys below KEY_CART, an add-to-cart its view's key + 1, a removal a key
 # between its add and KEY_CART; the cart page, checkout page, checkout, order and payment follow.
@@ -372,8 +376,8 @@ class Shop:
 
         # Page views: a landing page, then pages among the product views; cart/checkout pages before checkout.
         page_session = np.repeat(np.arange(n), pages)
-        page_rank = _rank_within(page_session)
-        landing = page_rank == 0
+        landing = np.zeros(len(page_session), dtype=bool)
+        landing[np.cumsum(pages) - pages] = True  # each session's first page
         page_url = self._page_urls(rng, landing)
         page_key = np.where(landing, 0, _browse_keys(rng, len(page_session)))
         cart_sessions = np.flatnonzero(cart_page)
@@ -497,20 +501,20 @@ class Shop:
         """URL table index of each page view (landing pages skew to home, category and search)."""
         cat = self.catalog
         n = len(landing)
-        # kinds: 0 home, 1 category, 2 search, 3 account, 4 other
-        kind_cdfs = np.stack([_cdf((0.12, 0.45, 0.30, 0.08, 0.05)), _cdf((0.42, 0.33, 0.15, 0.04, 0.06))])
-        kind = _pick_rows(rng, kind_cdfs[landing.astype(int)])
+        kind = np.empty(n, dtype=np.uint8)  # 0 home, 1 category, 2 search, 3 account, 4 other
+        kind[landing] = _pick(rng, LANDING_PAGE_MIX, int(landing.sum()))
+        kind[~landing] = _pick(rng, BROWSING_PAGE_MIX, int((~landing).sum()))
         pick = rng.random(n)
-        return np.select(
-            [kind == 0, kind == 1, kind == 2, kind == 3],
-            [
-                np.zeros(n, dtype=np.int64),
-                cat.category_url((pick * cat.category_urls).astype(np.int64)),
-                cat.search_url((pick * cat.search_urls).astype(np.int64)),
-                3 + (pick * 3).astype(np.int64),
-            ],
-            default=6 + (pick * 4).astype(np.int64),
-        ).astype(np.int32)
+        url = np.zeros(n, dtype=np.int32)  # home: "/"
+        for code, first, count in (
+            (1, cat.static_urls, cat.category_urls),
+            (2, cat.static_urls + cat.category_urls, cat.search_urls),
+            (3, 3, 3),  # /account, /account/orders, /account/wishlist
+            (4, 6, 4),  # /pages/...
+        ):
+            chosen = kind == code
+            url[chosen] = first + (pick[chosen] * count).astype(np.int32)
+        return url
 
     # --- orders --------------------------------------------------------------------------------
     def _orders(
