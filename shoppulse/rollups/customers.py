@@ -9,12 +9,13 @@ import polars as pl
 from shoppulse.metrics import CUSTOMER_COUNTS, ORDER_PLACED, RETURNING_CUSTOMERS
 
 
-def customers_daily(events: pl.DataFrame, day: dt.date) -> pl.DataFrame:
-    """The `customers_daily` row of `day` (zeros when it has events but no orders; none without events)."""
+def customers_daily(sales: pl.DataFrame, day: dt.date, has_events: bool) -> pl.DataFrame:
+    """The `customers_daily` row of `day` from its money-moving events (zeros when the day has events but
+    no orders; no row for a day without events)."""
     columns = ("customers", "first_time_customers", "returning_customers", *list(CUSTOMER_COUNTS)[2:])
-    if events.is_empty():
+    if not has_events:
         return pl.DataFrame(schema={"event_date": pl.Date, **dict.fromkeys(columns, pl.Int64)})
-    orders = events.lazy().filter(pl.col("event_type") == ORDER_PLACED)
+    orders = sales.lazy().filter(pl.col("event_type") == ORDER_PLACED)
     return (
         orders.select(**CUSTOMER_COUNTS)
         .with_columns(pl.all().cast(pl.Int64))

@@ -14,26 +14,31 @@ DEDUP_KEY = ("event_date", "event_id")
 FIRST_COPY_ORDER = ("kafka_ts", "kafka_partition", "kafka_offset")
 
 
-def first_copies(events: pl.DataFrame) -> pl.DataFrame:
-    """`events` with only the first-delivered copy of each (event_date, event_id).
+def later_copies(events: pl.DataFrame) -> pl.Series:
+    """Positions (row numbers) of the rows that are not the first-delivered copy of their event.
 
     Only rows whose event_id hash occurs more than once (the copies, plus the astronomically rare hash
-    collision) are sorted and resolved exactly by key; the frame is filtered once, and not at all when
-    nothing repeats. (Finding repeated hashes by sorting them is ~2x faster than `is_duplicated`.)
+    collision) are sorted and resolved exactly by key. (Repeated hashes are found by sorting them:
+    ~2x faster than `is_duplicated` on a million rows.)
     """
+    empty = pl.Series("row", [], dtype=pl.UInt32)
     hashes = events.get_column("event_id").hash()
     ordered = hashes.sort()
     repeated = ordered.filter(ordered == ordered.shift(1))
     if repeated.is_empty():
-        return events
+        return empty
     suspect = hashes.is_in(repeated.implode())
-    if not suspect.any():
-        return events
     candidates = events.select(*DEDUP_KEY, *FIRST_COPY_ORDER).with_row_index("row").filter(suspect)
-    losers = (
+    return (
         candidates.sort([*FIRST_COPY_ORDER, "row"], nulls_last=True)
         .filter(~pl.struct(*DEDUP_KEY).is_first_distinct())
         .get_column("row")
     )
-    keep = pl.repeat(True, events.height, dtype=pl.Boolean, eager=True).scatter(losers, False)
-    return events.filter(keep)
+
+
+def first_copies(events: pl.DataFrame) -> pl.DataFrame:
+    """`events` with only the first-delivered copy of each (event_date, event_id)."""
+    drop = later_copies(events)
+    if drop.is_empty():
+        return events
+    return events.filter(pl.repeat(True, events.height, dtype=pl.Boolean, eager=True).scatter(drop, False))

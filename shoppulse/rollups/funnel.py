@@ -16,7 +16,7 @@ def sessions_of_day(events: pl.DataFrame) -> pl.LazyFrame:
     The first event is the one with the smallest event_ts, ties broken by the smallest event_id, so it
     never depends on how the lake's files happen to be laid out.
     """
-    frame = events.lazy().with_columns(session=entity_codes("session_id", pl.Categories.random()))
+    frame = events.lazy().with_columns(session=entity_codes("session_id"))
     first_events = (
         frame.filter(pl.col("event_ts") == pl.col("event_ts").min().over("session"))
         .group_by("session")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import psycopg
 
@@ -38,7 +39,6 @@ from shoppulse.rollups.users import (
     UserDaysCache,
     active_users_minute,
     day_start,
-    distinct_users,
     previous_day_tail,
     users_daily,
 )
@@ -57,8 +57,10 @@ class DayInputs:
     day: dt.date
     state: LakeState
     events: DayEvents
+    activity: pl.DataFrame | None = None
+    """(user, event_ts) of every event of the day, `user` coded like `window` (users rollup only)."""
     tail: pl.DataFrame | None = None
-    """(user_id, event_ts) of the previous day's last hour (users rollup only)."""
+    """(user, event_ts) of the previous day's last hour (users rollup only)."""
     window: RollingActiveUsers | None = None
     """Distinct users of the MAU window ending with `day` (users rollup only)."""
     window_snapshots: dict[dt.date, PartitionSnapshot] = field(default_factory=dict)
@@ -71,7 +73,7 @@ class EventInputs:
         self.lake_dir = Path(lake_dir)
         self.with_users = with_users
         self.cache = UserDaysCache(self.lake_dir)
-        self._previous: DayEvents | None = None
+        self._previous: DayInputs | None = None
         self._window: RollingActiveUsers | None = None
         self._snapshots: dict[dt.date, PartitionSnapshot] = {}
 
@@ -80,48 +82,49 @@ class EventInputs:
         events = load_day(self.lake_dir, day)
         inputs = DayInputs(day, state, events)
         if self.with_users:
-            self._prepare_window(day)
-            assert self._window is not None
-            users = distinct_users(events.events)
+            window = self._window_before(day)
+            codes = window.codes(events.events["user_id"])
+            inputs.activity = pl.DataFrame({"user": codes, "event_ts": events.events["event_ts"]})
+            users = np.unique(codes)
             if events.snapshot.files:
-                self.cache.put(events.snapshot, users)
-            self._window.add(day, users)
+                self.cache.put(events.snapshot, window.strings(users))
+            window.add_codes(day, users)
             self._snapshots[day] = events.snapshot
             oldest = day - dt.timedelta(days=MAU_DAYS - 1)
             self._snapshots = {d: s for d, s in self._snapshots.items() if d >= oldest}
-            inputs.window = self._window
+            inputs.window = window
             inputs.window_snapshots = dict(self._snapshots)
-            inputs.tail = self._tail(day)
-        self._previous = events
+            inputs.tail = self._tail(day, window)
+            self._previous = inputs
         return inputs
 
-    def _prepare_window(self, day: dt.date) -> None:
-        previous = day - DAY
-        if self._window is not None and self._previous is not None and self._previous.day == previous:
-            return
+    def _window_before(self, day: dt.date) -> RollingActiveUsers:
+        """The rolling window holding the MAU_DAYS − 1 days before `day` (kept from the previous day)."""
+        if self._window is not None and self._previous is not None and self._previous.day == day - DAY:
+            return self._window
         self._window = RollingActiveUsers()
         self._snapshots = {}
-        days = [day - dt.timedelta(days=back) for back in range(MAU_DAYS - 1, 0, -1)]
-        loaded = []
-        for earlier in days:
+        for back in range(MAU_DAYS - 1, 0, -1):
+            earlier = day - dt.timedelta(days=back)
             snapshot, users = self.cache.users(earlier)
             self._snapshots[earlier] = snapshot
-            loaded.append((earlier, users))
-        self._window.add_many(loaded)
+            self._window.add(earlier, users)
+        return self._window
 
-    def _tail(self, day: dt.date) -> pl.DataFrame:
-        if self._previous is not None and self._previous.day == day - DAY:
-            cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
-            return self._previous.events.select("user_id", "event_ts").filter(pl.col("event_ts") >= cutoff)
+    def _tail(self, day: dt.date, window: RollingActiveUsers) -> pl.DataFrame:
+        cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
+        previous = self._previous
+        if previous is not None and previous.day == day - DAY and previous.activity is not None:
+            return previous.activity.filter(pl.col("event_ts") >= cutoff)
         _, tail = previous_day_tail(self.lake_dir, day)
-        return tail
+        return pl.DataFrame({"user": window.codes(tail["user_id"]), "event_ts": tail["event_ts"]})
 
 
 def event_rollup_writes(
     inputs: DayInputs, assets: Collection[str], fx: FxLookup | None, reporting_currency: str, run_id: str | None = None
 ) -> list[PartitionWrite]:
     """The new contents of each selected event rollup's partition for `inputs.day` (nothing written)."""
-    day, events = inputs.day, inputs.events.events
+    day, events, sales = inputs.day, inputs.events.events, inputs.events.sales
     own = [inputs.events.snapshot]
     common = {
         "source_offsets": source_offsets(inputs.state, own),
@@ -135,7 +138,7 @@ def event_rollup_writes(
             continue
         extra: dict[str, object] = {}
         if asset == catalog.SALES:
-            tables = sales_tables(events, day)
+            tables = sales_tables(sales, day)
             currencies = set(tables["sales_daily"]["currency"].to_list())
             per_usd = fx(day, currencies | {reporting_currency}) if (fx and currencies) else {}
             tables["sales_daily_reporting"] = _reporting(
@@ -145,12 +148,12 @@ def event_rollup_writes(
                 tables["sales_hourly"], ("event_date", "hour_start"), reporting_currency, per_usd
             )
         elif asset == catalog.PRODUCTS:
-            tables = products_tables(events, day)
+            tables = products_tables(sales, day)
         elif asset == catalog.USERS:
-            if inputs.window is None or inputs.tail is None:
+            if inputs.window is None or inputs.tail is None or inputs.activity is None:
                 raise ValueError("users rollup needs inputs read with_users=True")
             tables = {
-                "active_users_minute": active_users_minute(events, inputs.tail, day),
+                "active_users_minute": active_users_minute(inputs.activity, inputs.tail, day),
                 "users_daily": users_daily(events, day, inputs.window),
             }
             snapshots = list(inputs.window_snapshots.values())
@@ -161,7 +164,7 @@ def event_rollup_writes(
         elif asset == catalog.FUNNEL:
             tables = {"funnel_daily": funnel_daily(events, day)}
         else:
-            tables = {"customers_daily": customers_daily(events, day)}
+            tables = {"customers_daily": customers_daily(sales, day, has_events=not events.is_empty())}
         writes.append(PartitionWrite(asset=asset, day=day, tables=tables, **{**common, **extra}))  # type: ignore[arg-type]
     return writes
 

@@ -19,33 +19,49 @@ from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake import commit as log
 from shoppulse.lake.decode import QUARANTINE_SCHEMA
 from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
-from shoppulse.rollups.dedup import first_copies
+from shoppulse.metrics import SALES_EVENT_TYPES
+from shoppulse.rollups.dedup import later_copies
 
-EVENT_COLUMNS: dict[str, pl.DataType] = {
-    name: LAKE_SCHEMA[name]
-    for name in (
-        "event_id",
-        "event_type",
-        "event_ts",
-        "user_id",
-        "session_id",
-        "country",
-        "channel",
-        "device",
-        "currency",
-        "items",
-        "subtotal",
-        "discount",
-        "shipping",
-        "tax",
-        "customer_order_number",
-        "kafka_ts",
-        "kafka_partition",
-        "kafka_offset",
-        "event_date",
-    )
-}
-"""Lake columns the event rollups read."""
+
+def _columns(*names: str) -> dict[str, pl.DataType]:
+    return {name: LAKE_SCHEMA[name] for name in names}
+
+
+ACTIVITY_COLUMNS = _columns(
+    "event_id",
+    "event_type",
+    "event_ts",
+    "user_id",
+    "session_id",
+    "country",
+    "channel",
+    "device",
+    "kafka_ts",
+    "kafka_partition",
+    "kafka_offset",
+    "event_date",
+)
+"""Columns of every event the users and funnel rollups read (who, when, where from)."""
+
+SALES_COLUMNS = _columns(
+    "event_id",
+    "event_type",
+    "event_ts",
+    "user_id",
+    "country",
+    "channel",
+    "device",
+    "currency",
+    "items",
+    "subtotal",
+    "discount",
+    "shipping",
+    "tax",
+    "customer_order_number",
+    "event_date",
+)
+"""Columns of the money-moving events (order_placed, order_cancelled, refund) the sales, products and
+customers rollups read."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +87,13 @@ def source_offsets(state: LakeState, snapshots: Iterable[PartitionSnapshot]) -> 
     }
 
 
-def scan_partition(snapshot: PartitionSnapshot, schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:
+def scan_partition(
+    snapshot: PartitionSnapshot, schema: Mapping[str, pl.DataType], row_index: bool = False
+) -> pl.LazyFrame:
     """Lazy scan of the `schema` columns of a snapshot's files (a column an older file lacks reads as null)."""
     if not snapshot.files:
-        return pl.LazyFrame(schema=dict(schema))
+        empty = pl.LazyFrame(schema=dict(schema))
+        return empty.with_row_index("row") if row_index else empty
     file_schema = QUARANTINE_SCHEMA if snapshot.table is LakeTable.QUARANTINE else LAKE_SCHEMA
     return pl.scan_parquet(
         snapshot.paths,
@@ -82,16 +101,22 @@ def scan_partition(snapshot: PartitionSnapshot, schema: Mapping[str, pl.DataType
         hive_partitioning=False,
         missing_columns="insert",
         extra_columns="ignore",
-    ).select(list(schema))
+        row_index_name="row" if row_index else None,
+    ).select(["row", *schema] if row_index else list(schema))
 
 
 @dataclass(frozen=True)
 class DayEvents:
-    """One UTC day's events, each event_id once (see `dedup`), and the snapshot they were read from."""
+    """One UTC day's events, each event_id once (see `dedup`), and the snapshot they were read from.
+
+    `events` has every event with ACTIVITY_COLUMNS; `sales` only the money-moving ones, with
+    SALES_COLUMNS (their order lines are decoded for those rows alone).
+    """
 
     day: dt.date
     snapshot: PartitionSnapshot
     events: pl.DataFrame
+    sales: pl.DataFrame
     copies_dropped: int
 
     @property
@@ -99,17 +124,30 @@ class DayEvents:
         return self.events["event_ts"].max() if self.events.height else None  # type: ignore[return-value]
 
 
-def load_day(lake_dir: Path, day: dt.date, schema: Mapping[str, pl.DataType] = EVENT_COLUMNS) -> DayEvents:
-    """Read and deduplicate the events partition of `day`."""
-    snapshot = read_partition(Path(lake_dir), LakeTable.EVENTS, day)
-    events = first_copies(scan_partition(snapshot, schema).collect())
-    return DayEvents(day, snapshot, events, snapshot.rows - events.height)
+def load_day(lake_dir: Path, day: dt.date) -> DayEvents:
+    """Read and deduplicate the events partition of `day`.
 
-
-def entity_codes(column: str, categories: pl.Categories) -> pl.Expr:
-    """Integer codes of a high-cardinality string column (user_id, session_id) for fast grouping.
-
-    Codes come from `categories` (make one with `pl.Categories.random()` per computation and use it for
-    every frame whose codes must match); they identify values within that computation only.
+    Both reads number rows the same way (same files, same order), so the copies found among all
+    events are dropped from the money-moving ones by row number: one rule, applied once.
     """
-    return pl.col(column).cast(pl.Categorical(categories)).to_physical().cast(pl.Int64)
+    snapshot = read_partition(Path(lake_dir), LakeTable.EVENTS, day)
+    events = scan_partition(snapshot, ACTIVITY_COLUMNS, row_index=True).collect()
+    sales = (
+        scan_partition(snapshot, SALES_COLUMNS, row_index=True)
+        .filter(pl.col("event_type").is_in(SALES_EVENT_TYPES))
+        .collect()
+    )
+    drop = later_copies(events.drop("row"))
+    if not drop.is_empty():
+        events = events.filter(~pl.col("row").is_in(drop.implode()))
+        sales = sales.filter(~pl.col("row").is_in(drop.implode()))
+    return DayEvents(day, snapshot, events.drop("row"), sales.drop("row"), drop.len())
+
+
+def entity_codes(column: str) -> pl.Expr:
+    """Integer codes of a high-cardinality string column (e.g. session_id) for fast grouping.
+
+    The codes are consistent within the one column this expression produces, and nowhere else (use
+    `users.UserCodes` for codes that must match across frames or days).
+    """
+    return pl.col(column).cast(pl.Categorical(pl.Categories.random())).to_physical().cast(pl.Int64)

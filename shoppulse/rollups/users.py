@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import polars as pl
 
 from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
 from shoppulse.metrics import ACTIVE_USER_WINDOWS_MINUTES, DAU_DAYS, MAU_DAYS, USER_DAILY_COUNTS, WAU_DAYS
-from shoppulse.rollups.source import entity_codes, scan_partition
+from shoppulse.rollups.source import scan_partition
 
 MINUTE_MS = 60_000
 DAY = dt.timedelta(days=1)
@@ -79,18 +79,21 @@ def previous_day_tail(lake_dir: Path, day: dt.date) -> tuple[PartitionSnapshot, 
     return snapshot, tail
 
 
-def active_users_minute(events: pl.DataFrame, tail: pl.DataFrame, day: dt.date) -> pl.DataFrame:
-    """Rows of `active_users_minute` for `day`: every minute from 00:00 to the minute of its newest event."""
+def active_users_minute(activity: pl.DataFrame, tail: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+    """Rows of `active_users_minute` for `day`: every minute from 00:00 to the minute of its newest event.
+
+    `activity` (the day's events) and `tail` (the previous day's last hour) have columns `user` (integer
+    codes from one `pl.Categories`, so a user has the same code in both) and `event_ts`.
+    """
     schema = {"event_date": pl.Date, "minute_start": pl.Datetime("ms", "UTC")}
     columns = [f"users_{n}m" for n in ACTIVE_USER_WINDOWS_MINUTES]
-    if events.is_empty():
+    if activity.is_empty():
         return pl.DataFrame(schema={**schema, **dict.fromkeys(columns, pl.Int64)})
-    categories = pl.Categories.random()
-    pairs = pl.concat([events.select("user_id", "event_ts"), tail.select("user_id", "event_ts")]).select(
-        user=entity_codes("user_id", categories), minute=minute_of(pl.col("event_ts"))
+    pairs = pl.concat([activity.select("user", "event_ts"), tail.select("user", "event_ts")]).select(
+        "user", minute=minute_of(pl.col("event_ts"))
     )
     first = int(day_start(day).timestamp()) // 60
-    last = int(events.select(minute_of(pl.col("event_ts")).max()).item())
+    last = int(activity.select(minute_of(pl.col("event_ts")).max()).item())
     counts = sliding_distinct_counts(pairs["user"], pairs["minute"], first, last, ACTIVE_USER_WINDOWS_MINUTES)
     minutes = np.arange(first, last + 1, dtype=np.int64) * MINUTE_MS
     return pl.DataFrame(
@@ -103,35 +106,68 @@ def active_users_minute(events: pl.DataFrame, tail: pl.DataFrame, day: dt.date) 
     )
 
 
-class RollingActiveUsers:
-    """Distinct users over trailing windows of UTC days (up to MAU_DAYS), fed day by day, oldest first."""
+class UserCodes:
+    """A growing dictionary user_id -> dense integer code (in first-seen order), so users can be grouped
+    and indexed as integers across days and frames."""
 
     def __init__(self) -> None:
-        self._last_seen = pl.DataFrame(schema={"user_id": pl.String, "day": pl.Date})
+        self._table = pl.DataFrame(schema={"user_id": pl.String, "code": pl.UInt32})
+
+    def encode(self, users: pl.Series) -> pl.Series:
+        """The code of each user_id (new ids get new codes)."""
+        frame = pl.DataFrame({"user_id": users.cast(pl.String)})
+        fresh = frame.unique(maintain_order=True).join(self._table, on="user_id", how="anti")
+        if fresh.height:
+            added = fresh.with_row_index("code", offset=self._table.height).select("user_id", "code")
+            self._table = pl.concat([self._table, added])
+        return frame.join(self._table, on="user_id", how="left", maintain_order="left")["code"]
+
+    def decode(self, codes: np.ndarray) -> pl.Series:
+        """The user_ids of `codes`."""
+        return self._table["user_id"].gather(codes)
+
+
+class RollingActiveUsers:
+    """Distinct users over trailing windows of UTC days, fed day by day, oldest first.
+
+    The window is one array indexed by user code (`UserCodes`): the last day each user was active.
+    Adding a day is a scatter, counting a window is a comparison, whatever the number of days.
+    """
+
+    def __init__(self) -> None:
+        self.user_codes = UserCodes()
+        self._last_seen = np.zeros(0, dtype=np.int64)
         self._latest: dt.date | None = None
 
-    def add_many(self, days: Iterable[tuple[dt.date, pl.Series]]) -> None:
-        """Add the distinct users of several days (ascending, all after the days already added)."""
-        frames = [pl.DataFrame({"user_id": users.cast(pl.String)}).with_columns(day=pl.lit(day)) for day, users in days]
-        new = pl.concat(frames) if frames else self._last_seen.clear()
-        if new.is_empty():
-            return
-        newest: dt.date = new["day"].max()  # type: ignore[assignment]
-        if self._latest is not None and new["day"].min() <= self._latest:  # type: ignore[operator]
-            raise ValueError("days must be added in ascending order")
-        combined = pl.concat([self._last_seen, new]).group_by("user_id").agg(pl.col("day").max())
-        self._last_seen = combined.filter(pl.col("day") > newest - dt.timedelta(days=MAU_DAYS))
-        self._latest = newest
+    def codes(self, users: pl.Series) -> np.ndarray:
+        return self.user_codes.encode(users).to_numpy()
+
+    def strings(self, codes: np.ndarray) -> pl.Series:
+        """The user_ids of `codes`."""
+        return self.user_codes.decode(codes)
 
     def add(self, day: dt.date, users: pl.Series) -> None:
-        self.add_many([(day, users)])
+        """Record the users (user_ids) active on `day` (after every day already added)."""
+        self.add_codes(day, self.codes(users))
+
+    def add_codes(self, day: dt.date, codes: np.ndarray) -> None:
+        """Record the users (codes of `self.user_codes`) active on `day` (after every day already added)."""
+        if self._latest is not None and day <= self._latest:
+            raise ValueError("days must be added in ascending order")
+        if codes.size:
+            size = int(codes.max()) + 1
+            if size > self._last_seen.size:
+                grown = np.zeros(max(size, 2 * self._last_seen.size), dtype=np.int64)
+                grown[: self._last_seen.size] = self._last_seen
+                self._last_seen = grown
+            self._last_seen[codes] = day.toordinal()
+        self._latest = day
 
     def distinct(self, day: dt.date, window_days: int) -> int:
         """Distinct users active in the `window_days` days ending with `day` (all days up to `day` added)."""
         if self._latest is not None and self._latest > day:
             raise ValueError(f"days after {day} were already added")
-        oldest = day - dt.timedelta(days=window_days - 1)
-        return self._last_seen.filter(pl.col("day") >= oldest).height
+        return int(np.count_nonzero(self._last_seen >= day.toordinal() - window_days + 1))
 
 
 def users_daily(events: pl.DataFrame, day: dt.date, window: RollingActiveUsers) -> pl.DataFrame:
