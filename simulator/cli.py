@@ -27,6 +27,7 @@ import click
 
 from shoppulse.contract.events import CONTRACT_VERSION
 from shoppulse.settings import get_settings
+from simulator.encode import MIN_WIRE_TS_MS
 from simulator.faults import MALFORMED_KINDS, FaultConfig
 from simulator.ground_truth import GroundTruth
 from simulator.model import DAY_MS, HOUR_MS
@@ -226,6 +227,8 @@ def _run(
     seed = opts["seed"] if opts["seed"] is not None else secrets.randbelow(2**31)
     faults = _faults(opts)
     plan = plan_for(seed)
+    if plan.start_ms - faults.beyond_delay_ms < MIN_WIRE_TS_MS:
+        raise click.UsageError("the traffic would start before 2001-09-09 (event_ts is written with 13 digits)")
     sink = _sink(opts, fast=mode != "live")
     truth = None
     if opts["ground_truth_path"]:

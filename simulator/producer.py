@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -192,11 +191,3 @@ class MemorySink:
             (v.encode() if isinstance(v, str) else v, k.encode(), t)
             for v, k, t in zip(self.values, self.keys, self.timestamps, strict=True)
         ]
-
-
-def wait_for_queue_space(sink: Sink, seconds: float) -> None:
-    """Serve delivery callbacks for `seconds` (used while idling in live mode)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        sink.poll()
-        time.sleep(min(0.01, max(deadline - time.monotonic(), 0)))

@@ -17,7 +17,7 @@ import polars as pl
 from simulator.catalog import DEFAULT_PRODUCTS, Catalog, build_catalog
 from simulator.encode import Encoder
 from simulator.faults import KIND_MALFORMED, MESSAGE_SCHEMA, FaultConfig, FaultInjector
-from simulator.model import DAY_MS, MINUTE_MS, Behaviour, Calendar, Shop
+from simulator.model import DAY_MS, Behaviour, Calendar, Shop
 
 DEFAULT_BATCH_EVENTS = 150_000
 """Events per generation window: large enough to amortize per-window work, small enough to pipeline."""
@@ -136,7 +136,3 @@ class WireBatch:
 
     def __len__(self) -> int:
         return len(self.values)
-
-
-def minute_floor(ms: int) -> int:
-    return ms - ms % MINUTE_MS
