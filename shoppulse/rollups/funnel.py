@@ -17,13 +17,15 @@ def sessions_of_day(events: pl.DataFrame) -> pl.LazyFrame:
     never depends on how the lake's files happen to be laid out.
     """
     frame = events.lazy().with_columns(session=entity_codes("session_id"))
+    sessions = frame.group_by("session").agg(pl.col("event_ts").min().alias("first_ts"), **FUNNEL_STEPS)
     first_events = (
-        frame.filter(pl.col("event_ts") == pl.col("event_ts").min().over("session"))
+        frame.join(
+            sessions.select("session", "first_ts"), left_on=["session", "event_ts"], right_on=["session", "first_ts"]
+        )
         .group_by("session")
         .agg(pl.col(d).get(pl.col("event_id").arg_min()) for d in FUNNEL_DIMENSIONS)
     )
-    steps = frame.group_by("session").agg(**FUNNEL_STEPS)
-    return first_events.join(steps, on="session", how="inner")
+    return first_events.join(sessions.drop("first_ts"), on="session", how="inner")
 
 
 def funnel_daily(events: pl.DataFrame, day: dt.date) -> pl.DataFrame:

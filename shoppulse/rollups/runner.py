@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import psycopg
 
@@ -39,6 +38,7 @@ from shoppulse.rollups.users import (
     UserDaysCache,
     active_users_minute,
     day_start,
+    distinct_users,
     previous_day_tail,
     users_daily,
 )
@@ -57,10 +57,8 @@ class DayInputs:
     day: dt.date
     state: LakeState
     events: DayEvents
-    activity: pl.DataFrame | None = None
-    """(user, event_ts) of every event of the day, `user` coded like `window` (users rollup only)."""
     tail: pl.DataFrame | None = None
-    """(user, event_ts) of the previous day's last hour (users rollup only)."""
+    """(user_id, event_ts) of the previous day's last hour (users rollup only)."""
     window: RollingActiveUsers | None = None
     """Distinct users of the MAU window ending with `day` (users rollup only)."""
     window_snapshots: dict[dt.date, PartitionSnapshot] = field(default_factory=dict)
@@ -83,18 +81,16 @@ class EventInputs:
         inputs = DayInputs(day, state, events)
         if self.with_users:
             window = self._window_before(day)
-            codes = window.codes(events.events["user_id"])
-            inputs.activity = pl.DataFrame({"user": codes, "event_ts": events.events["event_ts"]})
-            users = np.unique(codes)
+            users = distinct_users(events.events)
             if events.snapshot.files:
-                self.cache.put(events.snapshot, window.strings(users))
-            window.add_codes(day, users)
+                self.cache.put(events.snapshot, users)
+            window.add(day, users)
             self._snapshots[day] = events.snapshot
             oldest = day - dt.timedelta(days=MAU_DAYS - 1)
             self._snapshots = {d: s for d, s in self._snapshots.items() if d >= oldest}
             inputs.window = window
             inputs.window_snapshots = dict(self._snapshots)
-            inputs.tail = self._tail(day, window)
+            inputs.tail = self._tail(day)
             self._previous = inputs
         return inputs
 
@@ -111,13 +107,13 @@ class EventInputs:
             self._window.add(earlier, users)
         return self._window
 
-    def _tail(self, day: dt.date, window: RollingActiveUsers) -> pl.DataFrame:
-        cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
+    def _tail(self, day: dt.date) -> pl.DataFrame:
         previous = self._previous
-        if previous is not None and previous.day == day - DAY and previous.activity is not None:
-            return previous.activity.filter(pl.col("event_ts") >= cutoff)
+        if previous is not None and previous.day == day - DAY:
+            cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
+            return previous.events.events.select("user_id", "event_ts").filter(pl.col("event_ts") >= cutoff)
         _, tail = previous_day_tail(self.lake_dir, day)
-        return pl.DataFrame({"user": window.codes(tail["user_id"]), "event_ts": tail["event_ts"]})
+        return tail
 
 
 def event_rollup_writes(
@@ -150,10 +146,10 @@ def event_rollup_writes(
         elif asset == catalog.PRODUCTS:
             tables = products_tables(sales, day)
         elif asset == catalog.USERS:
-            if inputs.window is None or inputs.tail is None or inputs.activity is None:
+            if inputs.window is None or inputs.tail is None:
                 raise ValueError("users rollup needs inputs read with_users=True")
             tables = {
-                "active_users_minute": active_users_minute(inputs.activity, inputs.tail, day),
+                "active_users_minute": active_users_minute(events, inputs.tail, day),
                 "users_daily": users_daily(events, day, inputs.window),
             }
             snapshots = list(inputs.window_snapshots.values())

@@ -19,7 +19,7 @@ import polars as pl
 
 from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
 from shoppulse.metrics import ACTIVE_USER_WINDOWS_MINUTES, DAU_DAYS, MAU_DAYS, USER_DAILY_COUNTS, WAU_DAYS
-from shoppulse.rollups.source import scan_partition
+from shoppulse.rollups.source import entity_codes, scan_partition
 
 MINUTE_MS = 60_000
 DAY = dt.timedelta(days=1)
@@ -79,21 +79,20 @@ def previous_day_tail(lake_dir: Path, day: dt.date) -> tuple[PartitionSnapshot, 
     return snapshot, tail
 
 
-def active_users_minute(activity: pl.DataFrame, tail: pl.DataFrame, day: dt.date) -> pl.DataFrame:
+def active_users_minute(events: pl.DataFrame, tail: pl.DataFrame, day: dt.date) -> pl.DataFrame:
     """Rows of `active_users_minute` for `day`: every minute from 00:00 to the minute of its newest event.
 
-    `activity` (the day's events) and `tail` (the previous day's last hour) have columns `user` (integer
-    codes from one `pl.Categories`, so a user has the same code in both) and `event_ts`.
+    `events` (the day's) and `tail` (the previous day's last hour) have columns user_id and event_ts.
     """
     schema = {"event_date": pl.Date, "minute_start": pl.Datetime("ms", "UTC")}
     columns = [f"users_{n}m" for n in ACTIVE_USER_WINDOWS_MINUTES]
-    if activity.is_empty():
+    if events.is_empty():
         return pl.DataFrame(schema={**schema, **dict.fromkeys(columns, pl.Int64)})
-    pairs = pl.concat([activity.select("user", "event_ts"), tail.select("user", "event_ts")]).select(
-        "user", minute=minute_of(pl.col("event_ts"))
+    pairs = pl.concat([events.select("user_id", "event_ts"), tail.select("user_id", "event_ts")]).select(
+        user=entity_codes("user_id"), minute=minute_of(pl.col("event_ts"))
     )
     first = int(day_start(day).timestamp()) // 60
-    last = int(activity.select(minute_of(pl.col("event_ts")).max()).item())
+    last = int(events.select(minute_of(pl.col("event_ts")).max()).item())
     counts = sliding_distinct_counts(pairs["user"], pairs["minute"], first, last, ACTIVE_USER_WINDOWS_MINUTES)
     minutes = np.arange(first, last + 1, dtype=np.int64) * MINUTE_MS
     return pl.DataFrame(
@@ -114,12 +113,14 @@ class UserCodes:
         self._table = pl.DataFrame(schema={"user_id": pl.String, "code": pl.UInt32})
 
     def encode(self, users: pl.Series) -> pl.Series:
-        """The code of each user_id (new ids get new codes)."""
+        """The code of each user_id (ids not seen before get new codes)."""
         frame = pl.DataFrame({"user_id": users.cast(pl.String)})
-        fresh = frame.unique(maintain_order=True).join(self._table, on="user_id", how="anti")
-        if fresh.height:
-            added = fresh.with_row_index("code", offset=self._table.height).select("user_id", "code")
-            self._table = pl.concat([self._table, added])
+        coded = frame.join(self._table, on="user_id", how="left", maintain_order="left")
+        unknown = coded.filter(pl.col("code").is_null()).select("user_id").unique(maintain_order=True)
+        if unknown.is_empty():
+            return coded["code"]
+        added = unknown.with_row_index("code", offset=self._table.height).select("user_id", "code")
+        self._table = pl.concat([self._table, added])
         return frame.join(self._table, on="user_id", how="left", maintain_order="left")["code"]
 
     def decode(self, codes: np.ndarray) -> pl.Series:
