@@ -12,24 +12,36 @@ import datetime as dt
 
 import psycopg
 from dagster import (
+    AssetKey,
     AssetMaterialization,
+    DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     MetadataValue,
+    RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
 
+from assets.jobs import rollups_job
+from assets.partitions import PARTITIONS_START
 from assets.raw import RAW_EVENTS_KEY
 from resources import KafkaResource, LakeResource, PostgresResource
 from shoppulse.lake.changes import LakeChanges, changes_since
 from shoppulse.lake.drain import DrainConfig, DrainResult, drain
 from shoppulse.lake.layout import LakeTable
+from shoppulse.rollups.affected import partitions_to_refresh_after_drain, runs_by_partition
 from shoppulse.settings import get_settings
 from shoppulse.warehouse.ingest_progress import record_progress
 
 DRAIN_INTERVAL_SECONDS = 5
 DRAIN_BUDGET_SECONDS = 3.0
+TRIGGER_TAG = "shoppulse/trigger"
+TRIGGER = "kafka_drain"
+PARTITION_TAG = "dagster/partition"
+WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
 
 
 def drain_config(kafka: KafkaResource, lake: LakeResource) -> DrainConfig:
@@ -66,13 +78,51 @@ def raw_materializations(changes: LakeChanges, result: DrainResult) -> list[Asse
     ]
 
 
+def queued_selections(instance: DagsterInstance) -> dict[str, set[str]]:
+    """Partition key -> assets already selected by this sensor's runs that have not started yet."""
+    waiting: dict[str, set[str]] = {}
+    runs = instance.get_runs(RunsFilter(job_name=rollups_job.name, statuses=WAITING, tags={TRIGGER_TAG: TRIGGER}))
+    for run in runs:
+        partition = run.tags.get(PARTITION_TAG)
+        if partition is not None and run.asset_selection is not None:
+            waiting.setdefault(partition, set()).update(key.to_user_string() for key in run.asset_selection)
+    return waiting
+
+
+def rollup_run_requests(changes: LakeChanges, instance: DagsterInstance, today: dt.date) -> list[RunRequest]:
+    """One run per partition the changes make stale, unless a run that covers it is still waiting.
+
+    A waiting run reads the lake when it starts, so it will see these changes too: at most one queued
+    and one running run per partition (the run queue allows one run per partition at a time). The run
+    key names the lake commit, so new data is never shadowed by an old key.
+    """
+    stale = partitions_to_refresh_after_drain(
+        {table.value: [d.isoformat() for d in changes.dates(table)] for table in LakeTable},
+        last_partition=today,
+        first_partition=dt.date.fromisoformat(PARTITIONS_START),
+    )
+    waiting = queued_selections(instance) if stale else {}
+    return [
+        RunRequest(
+            run_key=f"rollups:{partition}:lake-{changes.seq}",
+            partition_key=partition,
+            asset_selection=[AssetKey(name) for name in assets],
+            tags={TRIGGER_TAG: TRIGGER, "shoppulse/lake_version": str(changes.seq)},
+        )
+        for partition, assets in runs_by_partition(stale).items()
+        if not set(assets) <= waiting.get(partition, set())
+    ]
+
+
 @sensor(
     name="kafka_drain",
+    job=rollups_job,
     minimum_interval_seconds=DRAIN_INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "Drains the events topic into the Parquet lake (effectively once: offsets live in the lake's "
-        "commit log) and materializes the raw_events partitions that received rows."
+        "commit log), materializes the raw_events partitions that received rows and requests one rollups "
+        "run per partition that the new rows make stale."
     ),
 )
 def kafka_drain(
@@ -95,4 +145,8 @@ def kafka_drain(
         except (psycopg.Error, OSError) as exc:  # advisory only: the lake commit is what counts
             context.log.warning(f"could not record ingest progress: {exc}")
     changes = changes_since(lake.path, cursor)
-    return SensorResult(asset_events=raw_materializations(changes, result), cursor=str(changes.seq))
+    return SensorResult(
+        asset_events=raw_materializations(changes, result),
+        run_requests=rollup_run_requests(changes, context.instance, dt.datetime.now(dt.UTC).date()),
+        cursor=str(changes.seq),
+    )

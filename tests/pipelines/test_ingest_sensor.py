@@ -7,8 +7,10 @@ import time
 from pathlib import Path
 
 import psycopg
-from dagster import AssetMaterialization, build_sensor_context, instance_for_test
+from dagster import AssetKey, AssetMaterialization, DagsterRunStatus, build_sensor_context, instance_for_test
+from dagster._core.test_utils import create_run_for_test
 
+from pipelines.definitions import defs
 from pipelines.ingest import kafka_drain
 from resources import KafkaResource, LakeResource, PostgresResource
 from shoppulse.warehouse.db import migrate
@@ -34,7 +36,7 @@ def test_sensor_drains_reports_partitions_and_moves_its_cursor(kafka_topic, pg_d
         "warehouse": PostgresResource(database_url=database_url),
     }
     with instance_for_test() as instance:
-        tick = kafka_drain.evaluate_tick(build_sensor_context(instance=instance, resources=resources))
+        tick = kafka_drain.evaluate_tick(build_sensor_context(instance=instance, resources=resources, definitions=defs))
         assert tick.cursor == "1"
         materializations = [e for e in tick.asset_events if isinstance(e, AssetMaterialization)]
         by_partition = {m.partition: m.metadata for m in materializations}
@@ -54,10 +56,35 @@ def test_sensor_drains_reports_partitions_and_moves_its_cursor(kafka_topic, pg_d
             ).fetchone()
         assert rows == (36, 36, 0, 1)
 
-        idle = kafka_drain.evaluate_tick(build_sensor_context(instance=instance, cursor="1", resources=resources))
-        assert idle.cursor == "1" and not idle.asset_events
+        # One rollups run per stale partition: same-day rollups where rows landed, users through the MAU
+        # window up to today, ingest_quality where a message was quarantined.
+        runs = {r.partition_key: sorted(k.to_user_string() for k in r.asset_selection) for r in tick.run_requests}
+        same_day = ["customers", "funnel", "fx_rates", "products", "sales", "users"]
+        yesterday = today - dt.timedelta(days=1)
+        assert runs == {
+            two_days_ago.isoformat(): same_day,
+            yesterday.isoformat(): ["users"],
+            today.isoformat(): sorted([*same_day, "ingest_quality"]),
+        }
+        assert all(r.run_key.endswith(":lake-1") for r in tick.run_requests)
 
-        # A tick whose result was never stored (timeout, crash) is reported again by the next one.
-        replay = kafka_drain.evaluate_tick(build_sensor_context(instance=instance, cursor="0", resources=resources))
+        idle = kafka_drain.evaluate_tick(
+            build_sensor_context(instance=instance, cursor="1", resources=resources, definitions=defs)
+        )
+        assert idle.cursor == "1" and not idle.asset_events and not idle.run_requests
+
+        # A tick whose result was never stored (timeout, crash) is reported again by the next one, except
+        # for partitions whose waiting run already covers what is stale: that run will read the new rows.
+        create_run_for_test(
+            instance,
+            job_name="rollups",
+            status=DagsterRunStatus.NOT_STARTED,
+            tags={"shoppulse/trigger": "kafka_drain", "dagster/partition": today.isoformat()},
+            asset_selection=frozenset(AssetKey(name) for name in runs[today.isoformat()]),
+        )
+        replay = kafka_drain.evaluate_tick(
+            build_sensor_context(instance=instance, cursor="0", resources=resources, definitions=defs)
+        )
         assert replay.cursor == "1"
         assert {e.partition for e in replay.asset_events} == {today.isoformat(), two_days_ago.isoformat()}
+        assert {r.partition_key for r in replay.run_requests} == {two_days_ago.isoformat(), yesterday.isoformat()}
