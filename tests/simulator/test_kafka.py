@@ -168,3 +168,25 @@ def test_live_runs_until_sigterm_then_flushes_and_exits_0(kafka_topic: Callable[
         event_ts = json.loads(value)["event_ts"]
         assert event_ts == ts  # no faults: stamped when sent
         assert started_ms - 60_000 <= ts <= stopped_ms
+
+
+def test_a_full_local_queue_neither_loses_nor_repeats_messages(
+    kafka_topic: Callable[..., str], settings: Settings
+) -> None:
+    topic = kafka_topic("sim-queue-full", partitions=PARTITIONS)
+    n = 30_000
+    values = [f"value-{i}" for i in range(n)]
+    keys = [f"key-{i % 11}" for i in range(n)]
+    timestamps = [END_MS + i for i in range(n)]
+    # A 300-message local queue: produce() raises BufferError over and over; the sink must resume exactly.
+    sink = KafkaSink(settings.bootstrap_servers, topic, extra_config={"queue.buffering.max.messages": 300})
+    assert sink.send(values, keys, timestamps) == n
+    assert sink.flush(60) == 0
+    assert sink.stats().delivered == n and sink.stats().failed == 0
+    got: dict[bytes, list[tuple[bytes, int]]] = defaultdict(list)
+    for _, _, key, value, ts in sorted(read_all(settings, topic, n), key=lambda m: (m[0], m[1])):
+        got[key].append((value, ts))
+    sent: dict[bytes, list[tuple[bytes, int]]] = defaultdict(list)
+    for value, key, ts in zip(values, keys, timestamps, strict=True):
+        sent[key.encode()].append((value.encode(), ts))
+    assert got == sent
