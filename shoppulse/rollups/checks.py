@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import polars as pl
 import psycopg
+import psycopg.sql
 
 from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake.layout import LakeTable, read_partition
@@ -185,28 +186,38 @@ class RecomputeResult:
         return not self.differing_tables
 
 
-def _normalize(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, Decimal):
-        return value.normalize()
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC)
-    return value
+_TS_TEXT = 'YYYY-MM-DD"T"HH24:MI:SS'
 
 
-def _rows(frame: pl.DataFrame, table: ServingTable) -> set[tuple[Any, ...]]:
-    columns = table.columns
-    converted = frame.select(columns).rows()
-    if table.name == "fx_rates":
-        converted = [(d, c, Decimal(r)) for d, c, r in converted]
-    return {tuple(_normalize(v) for v in row) for row in converted}
+def _is_timestamp(column: str) -> bool:
+    return column.endswith("_start")  # bucket_start, hour_start, minute_start: timestamptz
 
 
-def _serving_rows(conn: psycopg.Connection, table: ServingTable, day: dt.date) -> set[tuple[Any, ...]]:
-    columns = ", ".join(table.columns)
-    rows = conn.execute(f"SELECT {columns} FROM {table.qualified} WHERE {table.date_column} = %s", (day,)).fetchall()
-    return {tuple(_normalize(v) for v in row) for row in rows}
+def _canonical_lines_of_frame(frame: pl.DataFrame, table: ServingTable) -> Counter[str]:
+    """The rows as canonical CSV text lines (UTC ISO timestamps, plain numbers), as a multiset."""
+    text = frame.select(
+        pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S")
+        if _is_timestamp(c)
+        else pl.col(c).cast(pl.String)
+        for c in table.columns
+    )
+    return Counter(text.write_csv(include_header=False).splitlines())
+
+
+def _canonical_lines_served(conn: psycopg.Connection, table: ServingTable, day: dt.date) -> Counter[str]:
+    """The same canonical lines for what PostgreSQL serves (one COPY of the partition)."""
+    columns = ", ".join(
+        f"to_char({c} AT TIME ZONE 'UTC', '{_TS_TEXT}')" if _is_timestamp(c) else f"{c}::text" for c in table.columns
+    )
+    query = f"COPY (SELECT {columns} FROM {table.qualified} WHERE {table.date_column} = %s) TO STDOUT (FORMAT csv)"
+    buffer = bytearray()
+    with (
+        conn.cursor() as cur,
+        cur.copy(psycopg.sql.SQL(query.replace("%s", "{}")).format(psycopg.sql.Literal(day))) as copy,
+    ):
+        for chunk in copy:
+            buffer += chunk
+    return Counter(buffer.decode().splitlines())
 
 
 def compare_with_serving(conn: psycopg.Connection, write: PartitionWrite) -> RecomputeResult:
@@ -217,10 +228,10 @@ def compare_with_serving(conn: psycopg.Connection, write: PartitionWrite) -> Rec
     ).fetchone()
     result = RecomputeResult(write.asset, write.day, None if ledger is None else int(ledger[0]), write.lake_version)
     for table in catalog.TABLES[write.asset]:
-        fresh = _rows(write.tables[table.name], table)
-        served = _serving_rows(conn, table, write.day)
+        fresh = _canonical_lines_of_frame(write.tables[table.name], table)
+        served = _canonical_lines_served(conn, table, write.day)
         if fresh != served:
-            result.differing_tables[table.name] = len(fresh ^ served)
+            result.differing_tables[table.name] = sum(((fresh - served) + (served - fresh)).values())
     return result
 
 

@@ -51,7 +51,11 @@ def synthetic_rates(day: dt.date) -> dict[str, Decimal]:
 
 def fx_rows(days: Iterable[dt.date]) -> pl.DataFrame:
     """Rows of `analytics.fx_rates` for `days`."""
-    rows = [(day, currency, str(rate)) for day in days for currency, rate in sorted(synthetic_rates(day).items())]
+    rows = [
+        (day, currency, str(rate.quantize(RATE_QUANTUM)))  # the text numeric(20,8) gives back
+        for day in days
+        for currency, rate in sorted(synthetic_rates(day).items())
+    ]
     return pl.DataFrame(rows, schema={"rate_date": pl.Date, "currency": pl.String, "per_usd": pl.String}, orient="row")
 
 
