@@ -98,13 +98,7 @@ class EventInputs:
         """The rolling window holding the MAU_DAYS − 1 days before `day` (kept from the previous day)."""
         if self._window is not None and self._previous is not None and self._previous.day == day - DAY:
             return self._window
-        self._window = RollingActiveUsers()
-        self._snapshots = {}
-        for back in range(MAU_DAYS - 1, 0, -1):
-            earlier = day - dt.timedelta(days=back)
-            snapshot, users = self.cache.users(earlier)
-            self._snapshots[earlier] = snapshot
-            self._window.add(earlier, users)
+        self._snapshots, self._window = self.cache.window_before(day)
         return self._window
 
     def _tail(self, day: dt.date) -> pl.DataFrame:

@@ -10,6 +10,7 @@ running total gives the distinct count of every slot in one pass (no per-window 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,8 +110,10 @@ class UserCodes:
     """A growing dictionary user_id -> dense integer code (in first-seen order), so users can be grouped
     and indexed as integers across days and frames."""
 
-    def __init__(self) -> None:
-        self._table = pl.DataFrame(schema={"user_id": pl.String, "code": pl.UInt32})
+    def __init__(self, known: pl.Series | None = None) -> None:
+        """Start with `known` (distinct user_ids; codes 0..n−1 in that order), or empty."""
+        known = pl.Series("user_id", [], dtype=pl.String) if known is None else known.rename("user_id")
+        self._table = known.to_frame().with_row_index("code").select("user_id", "code")
 
     def encode(self, users: pl.Series) -> pl.Series:
         """The code of each user_id (ids not seen before get new codes)."""
@@ -139,6 +142,31 @@ class RollingActiveUsers:
         self.user_codes = UserCodes()
         self._last_seen = np.zeros(0, dtype=np.int64)
         self._latest: dt.date | None = None
+
+    @classmethod
+    def of_days(cls, days: Sequence[tuple[dt.date, pl.Series]], latest: dt.date) -> RollingActiveUsers:
+        """A window holding `days` (distinct user_ids per day), all days up to `latest` added."""
+        frames = [
+            pl.DataFrame({"user_id": users.cast(pl.String)}).with_columns(day=pl.lit(day.toordinal(), pl.Int64))
+            for day, users in days
+        ]
+        empty = pl.DataFrame(schema={"user_id": pl.String, "day": pl.Int64})
+        last_seen = pl.concat([empty, *frames]).group_by("user_id").agg(pl.col("day").max())
+        return cls.from_last_seen(last_seen, latest)
+
+    @classmethod
+    def from_last_seen(cls, last_seen: pl.DataFrame, latest: dt.date) -> RollingActiveUsers:
+        """A window from (user_id, day) rows: each user's last active day (proleptic ordinal)."""
+        window = cls()
+        window.user_codes = UserCodes(last_seen["user_id"])
+        window._last_seen = last_seen["day"].cast(pl.Int64).to_numpy().copy()
+        window._latest = latest
+        return window
+
+    def last_seen(self) -> pl.DataFrame:
+        """(user_id, day) of every user in the window (to store it and resume with `from_last_seen`)."""
+        codes = np.flatnonzero(self._last_seen)
+        return pl.DataFrame({"user_id": self.user_codes.decode(codes), "day": self._last_seen[codes]})
 
     def codes(self, users: pl.Series) -> np.ndarray:
         return self.user_codes.encode(users).to_numpy()
@@ -187,46 +215,63 @@ def users_daily(events: pl.DataFrame, day: dt.date, window: RollingActiveUsers) 
 
 
 class UserDaysCache:
-    """Distinct user_ids of each events partition, cached per (day, lake version) as Parquet.
+    """Derived data the users rollup would otherwise re-read from the lake on every run, as Parquet:
 
-    Lives under `<lake>/_derived/user_days/`; an entry is valid exactly for its partition version
-    (the manifest says which is current), older versions are removed when a newer one is written,
-    and deleting the directory only costs recomputation.
+    - `user_days/event_date=D/v<version>`: the distinct user_ids of partition D at that lake version;
+    - `user_window/before=D/<digest>`: each user's last active day over the MAU_DAYS − 1 days before D,
+      keyed by a digest of those partitions' versions (so a late event anywhere in them invalidates it).
+
+    It lives under `<lake>/_derived/`. Entries are immutable and exact for their key; a newer entry
+    replaces older ones of the same day, and deleting the directory only costs recomputation.
     """
 
     def __init__(self, lake_dir: Path) -> None:
         self.lake_dir = Path(lake_dir)
-        self.root = self.lake_dir / "_derived" / "user_days"
+        self.root = self.lake_dir / "_derived"
 
-    def _path(self, snapshot: PartitionSnapshot) -> Path:
-        return self.root / f"event_date={snapshot.date.isoformat()}" / f"v{snapshot.version:012d}.parquet"
+    def _day_path(self, snapshot: PartitionSnapshot) -> Path:
+        day = snapshot.date.isoformat()
+        return self.root / "user_days" / f"event_date={day}" / f"v{snapshot.version:012d}.parquet"
 
-    def get(self, snapshot: PartitionSnapshot) -> pl.Series | None:
-        try:
-            return pl.read_parquet(self._path(snapshot))["user_id"]
-        except FileNotFoundError:
-            return None
-
-    def put(self, snapshot: PartitionSnapshot, users: pl.Series) -> None:
-        path = self._path(snapshot)
+    @staticmethod
+    def _write(path: Path, frame: pl.DataFrame) -> None:
+        """Write atomically, then drop the other entries of the same day."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pl.DataFrame({"user_id": users.cast(pl.String).sort()}).write_parquet(tmp)
+        frame.write_parquet(tmp)
         tmp.replace(path)
-        for stale in path.parent.glob("v*.parquet"):
+        for stale in path.parent.glob("*.parquet"):
             if stale.name != path.name:
                 stale.unlink(missing_ok=True)
 
-    def users(self, day: dt.date) -> tuple[PartitionSnapshot, pl.Series]:
-        """Distinct users of `day` at the partition's current version (cached, or read and cached)."""
-        snapshot = read_partition(self.lake_dir, LakeTable.EVENTS, day)
-        cached = self.get(snapshot)
-        if cached is not None:
-            return snapshot, cached
+    def put(self, snapshot: PartitionSnapshot, users: pl.Series) -> None:
+        """Record the distinct users of a partition snapshot."""
+        self._write(self._day_path(snapshot), pl.DataFrame({"user_id": users.cast(pl.String).sort()}))
+
+    def users_of(self, snapshot: PartitionSnapshot) -> pl.Series:
+        """Distinct users of a partition snapshot (cached, or read from the lake and cached)."""
+        try:
+            return pl.read_parquet(self._day_path(snapshot))["user_id"]
+        except FileNotFoundError:
+            pass
         users = distinct_users(scan_partition(snapshot, {"user_id": pl.String()}))
         if snapshot.files:
             self.put(snapshot, users)
-        return snapshot, users
+        return users
+
+    def window_before(self, day: dt.date) -> tuple[dict[dt.date, PartitionSnapshot], RollingActiveUsers]:
+        """The rolling window over the MAU_DAYS − 1 days before `day`, and the snapshots it was built from."""
+        days = [day - dt.timedelta(days=back) for back in range(MAU_DAYS - 1, 0, -1)]
+        snapshots = {d: read_partition(self.lake_dir, LakeTable.EVENTS, d) for d in days}
+        key = hashlib.sha256(";".join(f"{d}:{s.version}" for d, s in snapshots.items()).encode()).hexdigest()[:32]
+        path = self.root / "user_window" / f"before={day.isoformat()}" / f"{key}.parquet"
+        try:
+            return snapshots, RollingActiveUsers.from_last_seen(pl.read_parquet(path), day - DAY)
+        except FileNotFoundError:
+            pass
+        window = RollingActiveUsers.of_days([(d, self.users_of(s)) for d, s in snapshots.items()], day - DAY)
+        self._write(path, window.last_seen())
+        return snapshots, window
 
 
 def distinct_users(frame: pl.LazyFrame | pl.DataFrame) -> pl.Series:
