@@ -1,7 +1,8 @@
 """Asset checks shown in the Dagster UI: the raw layer (per events partition) and the rollups.
 
 Checks look at the days of the run they execute in (one partition, or a backfill's range); run on
-their own (e.g. "Execute checks" in the UI) they look at today and yesterday. Plain logic lives in
+their own (e.g. "Execute checks" in the UI, or the `rollup_checks` job) they look at the days of the
+run's `shoppulse/check_days` tag, by default yesterday and today. Plain logic lives in
 `shoppulse.rollups.checks`.
 """
 
@@ -36,10 +37,17 @@ RECOMPUTE_SAMPLE_DAYS = 2
 """Days of a run the recompute check recomputes (the newest, plus others sampled by run id)."""
 
 
+CHECK_DAYS_TAG = "shoppulse/check_days"
+"""Run tag naming the days (comma-separated ISO dates) a run without partitions checks."""
+
+
 def check_days(context: AssetCheckExecutionContext) -> list[dt.date]:
-    """The run's partition days, or today and yesterday (UTC) when the run has no partition."""
+    """The run's partition days; else the days of its CHECK_DAYS_TAG; else yesterday and today (UTC)."""
     if context.has_partition_key or context.has_partition_key_range:
         return [dt.date.fromisoformat(key) for key in context.partition_keys]
+    tagged = context.run.tags.get(CHECK_DAYS_TAG)
+    if tagged:
+        return sorted({dt.date.fromisoformat(day.strip()) for day in tagged.split(",") if day.strip()})
     today = dt.datetime.now(dt.UTC).date()
     return [today - dt.timedelta(days=1), today]
 

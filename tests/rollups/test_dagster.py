@@ -3,6 +3,7 @@ terms (passed / failed), and the CLI's partition-range path."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import psycopg
@@ -12,6 +13,7 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     Definitions,
+    build_schedule_context,
     instance_for_test,
     materialize,
 )
@@ -19,8 +21,8 @@ from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.backfill import IN_PROCESS_RUNS, run_asset_backfill
-from assets.checks import RAW_CHECKS_DEFS, ROLLUP_CHECKS
-from assets.jobs import ROLLUPS_JOB_NAME, rollups_job
+from assets.checks import CHECK_DAYS_TAG, RAW_CHECKS_DEFS, ROLLUP_CHECKS
+from assets.jobs import ROLLUPS_JOB_NAME, live_check_keys, rollup_checks_hourly, rollup_checks_job, rollups_job
 from assets.raw import raw_events
 from assets.rollups import ROLLUP_ASSETS
 from resources import LakeResource, PostgresResource
@@ -35,7 +37,7 @@ def definitions(lake: Path, database: str) -> Definitions:
     return Definitions(
         assets=[raw_events, *ROLLUP_ASSETS],
         asset_checks=[*RAW_CHECKS_DEFS, *ROLLUP_CHECKS],
-        jobs=[rollups_job],
+        jobs=[rollups_job, rollup_checks_job],
         resources={"lake": LakeResource(lake_dir=str(lake)), "warehouse": PostgresResource(database_url=database)},
     )
 
@@ -99,26 +101,27 @@ def test_backfill_range_is_one_run_and_checks_pass(
     assert fetch(database, "SELECT count(DISTINCT partition_date) FROM analytics.materializations") == [(2,)]
 
 
-def test_recompute_check_fails_on_tampered_serving_rows(
-    scenario_lake: Path, database: str, instance: DagsterInstance
-) -> None:
+def test_check_job_finds_tampered_serving_rows(scenario_lake: Path, database: str, instance: DagsterInstance) -> None:
     defs = definitions(scenario_lake, database)
-    job = defs.resolve_job_def(ROLLUPS_JOB_NAME)
-    assert job.execute_in_process(instance=instance, partition_key=D2.isoformat()).success
+    assert defs.resolve_job_def(ROLLUPS_JOB_NAME).execute_in_process(instance=instance, partition_key=D2.isoformat())
+    checks_job = defs.resolve_job_def(rollup_checks_job.name)
+    clean = checks_job.execute_in_process(instance=instance, tags={CHECK_DAYS_TAG: D2.isoformat()})
+    assert all(
+        passed for (_, name), passed in check_results(instance, clean.run_id).items() if name != "duplicate_rate"
+    )
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute("UPDATE analytics.sales_daily SET net_sales = net_sales + 1 WHERE currency = 'USD'")
-    checks_only = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_check_selection={
-            *[c for c in job.asset_layer.asset_graph.asset_check_keys if c.name == "matches_lake_recompute"],
-            *[c for c in job.asset_layer.asset_graph.asset_check_keys if c.name == "net_sales_add_up"],
-        },
-        asset_selection=set(),
-    )
-    result = checks_only.execute_in_process(instance=instance, partition_key=D2.isoformat())
+    result = checks_job.execute_in_process(instance=instance, tags={CHECK_DAYS_TAG: D2.isoformat()})
     checks = check_results(instance, result.run_id)
     assert checks[("sales", "matches_lake_recompute")] is False
     assert checks[("products", "net_sales_add_up")] is False
     assert checks[("users", "matches_lake_recompute")] is True
+    assert materialized_partitions(instance, "sales") == {D2.isoformat()}  # the check job materialized nothing
+
+
+def test_live_runs_keep_only_the_cheap_check() -> None:
+    assert [k.name for k in live_check_keys(["sales", "users"])] == ["net_sales_add_up"]
+    assert live_check_keys(["users"]) == []
 
 
 def test_asset_backfill_like_the_ui_is_one_run_over_the_range(
@@ -142,3 +145,9 @@ def test_asset_backfill_like_the_ui_is_one_run_over_the_range(
         for asset in ALL_ROLLUPS:
             assert materialized_partitions(instance, asset) == {D1.isoformat(), D2.isoformat()}, asset
     assert fetch(database, "SELECT dau FROM analytics.users_daily ORDER BY event_date") == [(5,), (2,)]
+
+
+def test_hourly_check_schedule_checks_yesterday_and_today() -> None:
+    context = build_schedule_context(scheduled_execution_time=dt.datetime(2025, 6, 30, 10, 25, tzinfo=dt.UTC))
+    request = rollup_checks_hourly(context)
+    assert request.tags[CHECK_DAYS_TAG] == "2025-06-29,2025-06-30"
