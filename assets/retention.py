@@ -56,20 +56,39 @@ def latest_materialization_runs(instance: DagsterInstance) -> set[str]:
 
 
 def prune_runs(instance: DagsterInstance, policy: RetentionPolicy, now: float) -> int:
-    """Delete finished runs past their retention that hold no latest materialization. Returns how many."""
+    """Delete finished runs past their retention that hold no latest materialization. Returns how many.
+
+    Pages through the oldest runs first, so runs that must stay (they hold the latest materialization
+    of some partition) never stop the pass from reaching deletable ones behind them.
+    """
     newest_deletable = dt.datetime.fromtimestamp(now - policy.successful_runs_days * 86_400, dt.UTC)
-    records = instance.get_run_records(
-        filters=RunsFilter(statuses=[DagsterRunStatus(s) for s in sorted(FINISHED)], updated_before=newest_deletable),
-        limit=policy.batch_size * 2,
-        ascending=True,
-    )
-    if not records:
-        return 0
-    runs = [RunInfo(r.dagster_run.run_id, r.dagster_run.status.value, r.end_time) for r in records]
-    doomed = runs_to_delete(runs, latest_materialization_runs(instance), now, policy)
-    for run_id in doomed:
-        instance.delete_run(run_id)
-    return len(doomed)
+    finished = RunsFilter(statuses=[DagsterRunStatus(s) for s in sorted(FINISHED)], updated_before=newest_deletable)
+    protected: set[str] | None = None
+    deleted = 0
+    cursor = None
+    while deleted < policy.batch_size:
+        records = instance.get_run_records(filters=finished, limit=policy.batch_size, ascending=True, cursor=cursor)
+        if not records:
+            break
+        if protected is None:
+            protected = latest_materialization_runs(instance)
+        runs = [RunInfo(r.dagster_run.run_id, r.dagster_run.status.value, r.end_time) for r in records]
+        doomed = runs_to_delete(runs, protected, now, policy)[: policy.batch_size - deleted]
+        for run_id in doomed:
+            instance.delete_run(run_id)
+            deleted += 1
+        gone = set(doomed)
+        kept = [run.run_id for run in runs if run.run_id not in gone]
+        if kept:
+            cursor = kept[-1]  # the next page starts after the newest run that stays
+        elif len(records) < policy.batch_size:
+            break
+    return deleted
+
+
+def _epoch(stored: dt.datetime) -> float:
+    """Epoch seconds of a timestamp Dagster's SQL storage keeps as naive UTC."""
+    return stored.replace(tzinfo=dt.UTC).timestamp() if stored.tzinfo is None else stored.timestamp()
 
 
 def prune_runless_asset_events(storage: SqlEventLogStorage, policy: RetentionPolicy, now: float) -> int:
@@ -91,7 +110,7 @@ def prune_runless_asset_events(storage: SqlEventLogStorage, policy: RetentionPol
             .where(runless, table.c.asset_key.in_({row.asset_key for row in old}))
             .group_by(table.c.asset_key, table.c.partition)
         ).fetchall()
-        events = [StoredEvent(r.id, (r.asset_key, r.partition or ""), r.timestamp.timestamp()) for r in old]
+        events = [StoredEvent(r.id, (r.asset_key, r.partition or ""), _epoch(r.timestamp)) for r in old]
         events += [StoredEvent(int(i), (k, p or ""), now) for k, p, i in newest]
         doomed = superseded_events(events, now, policy)
         if doomed:
@@ -121,8 +140,7 @@ def prune_check_executions(storage: SqlEventLogStorage, policy: RetentionPolicy,
             .group_by(table.c.asset_key, table.c.check_name, table.c.partition)
         ).fetchall()
         events = [
-            StoredEvent(r.id, (r.asset_key, r.check_name, r.partition or ""), r.create_timestamp.timestamp())
-            for r in old
+            StoredEvent(r.id, (r.asset_key, r.check_name, r.partition or ""), _epoch(r.create_timestamp)) for r in old
         ]
         events += [StoredEvent(int(i), (k, c, p or ""), now) for k, c, p, i in newest]
         doomed = superseded_events(events, now, policy)

@@ -87,3 +87,16 @@ def test_prune_against_postgres_dagster_storage(new_database: Callable[[], str])
             "runless_asset_events": 0,
             "check_executions": 0,
         }
+
+
+def test_runs_that_must_stay_do_not_stall_the_pass(new_database: Callable[[], str]) -> None:
+    url = new_database()
+    with instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as instance:
+        keeps = materialize([tiny], partition_key="2025-01-05", instance=instance).run_id  # oldest, holds 01-05
+        stale = [materialize([tiny], partition_key="2025-01-06", instance=instance).run_id for _ in range(3)]
+        one_at_a_time = RetentionPolicy(successful_runs_days=2, batch_size=1)
+        later = time.time() + 3 * DAY_SECONDS
+        assert prune_dagster_storage(instance, one_at_a_time, now=later)["runs"] == 1
+        assert prune_dagster_storage(instance, one_at_a_time, now=later)["runs"] == 1
+        assert prune_dagster_storage(instance, one_at_a_time, now=later)["runs"] == 0
+        assert {r.run_id for r in instance.get_runs()} == {keeps, stale[-1]}
