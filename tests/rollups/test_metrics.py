@@ -255,3 +255,20 @@ def test_ledger_records_source_and_watermark(rolled_up: str, scenario_lake: Path
     _, quality_version, _, quality_newest, _ = ledger[("ingest_quality", D2)]
     assert quality_version == 4  # the quarantine commit
     assert quality_newest == at(D2, "03:00:00")  # newest broker timestamp received that day
+
+
+def test_a_day_without_events_is_written_empty_with_its_ledger_row(scenario_lake: Path, database: str) -> None:
+    empty_day = D2 + dt.timedelta(days=1)
+    write_fx(database, [empty_day])
+    run_event_rollups(scenario_lake, database, [empty_day], catalog.EVENT_ROLLUPS, "USD")
+    run_partition_writes(database, [empty_day], lambda day: quality_write(scenario_lake, day))
+    ledger = fetch(
+        database,
+        "SELECT asset, row_count, lake_version, max_event_ts FROM analytics.materializations"
+        " WHERE partition_date = %s AND asset <> 'fx_rates' ORDER BY 1",
+        empty_day,
+    )
+    assert ledger == [
+        (asset, 0, 2 if asset == "users" else 0, None)
+        for asset in sorted((*catalog.EVENT_ROLLUPS, catalog.INGEST_QUALITY))
+    ]  # users reads D1 (version 2) for its WAU/MAU, but has no row without events of its own
