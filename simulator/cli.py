@@ -211,10 +211,10 @@ def _faults(opts: dict[str, Any]) -> FaultConfig:
 def _sink(opts: dict[str, Any], fast: bool) -> Sink:
     if opts["dry_run"]:
         return MemorySink(keep=False)
-    from shoppulse.stack.kafka import ensure_topic
+    from shoppulse.stack.kafka import EVENTS_TOPIC_CONFIG, ensure_topic
 
     try:
-        if ensure_topic(opts["bootstrap_servers"], opts["topic"], opts["partitions"]):
+        if ensure_topic(opts["bootstrap_servers"], opts["topic"], opts["partitions"], config=EVENTS_TOPIC_CONFIG):
             log.info("created topic %s with %d partitions", opts["topic"], opts["partitions"])
     except Exception as exc:
         raise click.ClickException(f"Kafka at {opts['bootstrap_servers']} is not usable: {exc}") from exc
