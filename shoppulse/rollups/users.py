@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,8 @@ MINUTE_MS = 60_000
 DAY = dt.timedelta(days=1)
 LOOKBACK_MINUTES = max(ACTIVE_USER_WINDOWS_MINUTES) - 1
 """Minutes of the previous day the first minutes of a day's windows reach back into."""
+KEEP_WINDOW_DAYS = 7
+KEEP_USER_DAYS = 2 * MAU_DAYS
 
 
 def sliding_distinct_counts(
@@ -271,7 +274,25 @@ class UserDaysCache:
             pass
         window = RollingActiveUsers.of_days([(d, self.users_of(s)) for d, s in snapshots.items()], day - DAY)
         self._write(path, window.last_seen())
+        self.prune(day)
         return snapshots, window
+
+    def prune(self, newest: dt.date) -> None:
+        """Bound the cache: windows of the last KEEP_WINDOW_DAYS days and user sets of the last
+        KEEP_USER_DAYS days before `newest` stay; anything older is only ever recomputed anyway."""
+        for kind, prefix, keep in (
+            ("user_window", "before=", KEEP_WINDOW_DAYS),
+            ("user_days", "event_date=", KEEP_USER_DAYS),
+        ):
+            oldest = newest - dt.timedelta(days=keep)
+            root = self.root / kind
+            for entry in root.glob(f"{prefix}*") if root.exists() else ():
+                try:
+                    stale = dt.date.fromisoformat(entry.name.removeprefix(prefix)) < oldest
+                except ValueError:
+                    continue
+                if stale:
+                    shutil.rmtree(entry, ignore_errors=True)
 
 
 def distinct_users(frame: pl.LazyFrame | pl.DataFrame) -> pl.Series:

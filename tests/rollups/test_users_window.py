@@ -42,3 +42,21 @@ def test_sliding_minute_counts_match_brute_force() -> None:
         for minute in (0, 1, 17, 59, 60, 150, 299):
             inside = (minutes <= minute) & (minutes > minute - n)
             assert counts[n][minute] == len(set(users[inside])), (n, minute)
+
+
+def test_derived_cache_is_bounded(tmp_path) -> None:
+    from shoppulse.rollups.users import KEEP_USER_DAYS, KEEP_WINDOW_DAYS, UserDaysCache
+
+    cache = UserDaysCache(tmp_path)
+    newest = dt.date(2025, 6, 30)
+    for back in (0, KEEP_WINDOW_DAYS + 1, KEEP_USER_DAYS + 1):
+        day = newest - dt.timedelta(days=back)
+        for kind, prefix in (("user_window", "before="), ("user_days", "event_date=")):
+            (cache.root / kind / f"{prefix}{day.isoformat()}").mkdir(parents=True)
+    cache.prune(newest)
+    left = {p.parent.name + "/" + p.name for p in cache.root.glob("*/*")}
+    assert left == {
+        f"user_window/before={newest}",
+        f"user_days/event_date={newest}",
+        f"user_days/event_date={newest - dt.timedelta(days=KEEP_WINDOW_DAYS + 1)}",
+    }
