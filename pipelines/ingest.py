@@ -25,7 +25,7 @@ from dagster import (
     sensor,
 )
 
-from assets.jobs import rollups_job
+from assets.jobs import live_check_keys, rollups_job
 from assets.partitions import PARTITIONS_START
 from assets.raw import RAW_EVENTS_KEY
 from resources import KafkaResource, LakeResource, PostgresResource
@@ -107,6 +107,7 @@ def rollup_run_requests(changes: LakeChanges, instance: DagsterInstance, today: 
             run_key=f"rollups:{partition}:lake-{changes.seq}",
             partition_key=partition,
             asset_selection=[AssetKey(name) for name in assets],
+            asset_check_keys=live_check_keys(assets),
             tags={TRIGGER_TAG: TRIGGER, "shoppulse/lake_version": str(changes.seq)},
         )
         for partition, assets in runs_by_partition(stale).items()

@@ -67,6 +67,9 @@ def test_sensor_drains_reports_partitions_and_moves_its_cursor(kafka_topic, pg_d
             today.isoformat(): sorted([*same_day, "ingest_quality"]),
         }
         assert all(r.run_key.endswith(":lake-1") for r in tick.run_requests)
+        checks = {r.partition_key: [k.name for k in r.asset_check_keys or []] for r in tick.run_requests}
+        assert checks[today.isoformat()] == ["net_sales_add_up"]  # cheap checks only, every 5 s
+        assert checks[yesterday.isoformat()] == []
 
         idle = kafka_drain.evaluate_tick(
             build_sensor_context(instance=instance, cursor="1", resources=resources, definitions=defs)
