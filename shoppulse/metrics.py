@@ -207,6 +207,18 @@ def _rate(per_usd: Mapping[str, Decimal], currency: str) -> Decimal:
         raise KeyError(f"no FX rate for {currency}") from None
 
 
+def round_minor(value: Decimal | int) -> int:
+    """Whole minor units, rounded half-to-even: the single rounding of an output value.
+
+    The exact value is first snapped to 12 decimal places, so a true tie (x.5) computed through a
+    34-digit factor stays a tie.
+    """
+    if isinstance(value, int):
+        return value
+    snapped = value.quantize(SNAP, context=EXACT_CONTEXT)
+    return int(snapped.to_integral_value(rounding=ROUND_HALF_EVEN, context=EXACT_CONTEXT))
+
+
 def convert_sum(amounts: Mapping[str, int], target: str, per_usd: Mapping[str, Decimal]) -> int:
     """Σ over native currencies of amount × factor, exact, then rounded half-to-even once (minor units)."""
     total = Decimal(0)
@@ -214,5 +226,4 @@ def convert_sum(amounts: Mapping[str, int], target: str, per_usd: Mapping[str, D
         total = EXACT_CONTEXT.add(
             total, EXACT_CONTEXT.multiply(Decimal(amount), conversion_factor(currency, target, per_usd))
         )
-    snapped = total.quantize(SNAP, context=EXACT_CONTEXT)
-    return int(snapped.to_integral_value(rounding=ROUND_HALF_EVEN, context=EXACT_CONTEXT))
+    return round_minor(total)

@@ -19,17 +19,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import Decimal
 
 from psycopg import AsyncConnection
 
 from shoppulse.contract.events import CURRENCY_EXPONENTS
+from shoppulse.metrics import conversion_factor
 from shoppulse.serving.errors import DataUnavailableError
 
 CURRENCIES = tuple(CURRENCY_EXPONENTS)
-FACTOR_CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN)
-ROUNDING_CONTEXT = Context(prec=80, rounding=ROUND_HALF_EVEN)
-SNAP = Decimal("1e-12")
 ONE = Decimal(1)
 
 
@@ -37,15 +35,7 @@ HALF_EVEN_SQL = (
     "(CASE WHEN abs(round({value}, 12) - trunc(round({value}, 12))) = 0.5"
     " THEN 2 * round(round({value}, 12) / 2) ELSE round(round({value}, 12)) END)"
 )
-"""`round_minor` in SQL (PostgreSQL's round() of numeric rounds half away from zero): for ranking."""
-
-
-def round_minor(value: Decimal | int) -> int:
-    """Whole minor units, rounded half-to-even (the single rounding of an output value)."""
-    if isinstance(value, int):
-        return value
-    snapped = value.quantize(SNAP, context=ROUNDING_CONTEXT)
-    return int(snapped.to_integral_value(rounding=ROUND_HALF_EVEN, context=ROUNDING_CONTEXT))
+"""`shoppulse.metrics.round_minor` in SQL, for ranking (PostgreSQL rounds numeric ties away from zero)."""
 
 
 @dataclass(frozen=True)
@@ -73,19 +63,17 @@ class FxTable:
         days: list[date] = []
         currencies: list[str] = []
         factors: list[Decimal | None] = []
-        target_rates = {day: self.per_usd(target, day) for day in _days(first, last)}
         for currency in CURRENCIES:
-            scale = Decimal(10) ** (CURRENCY_EXPONENTS[target] - CURRENCY_EXPONENTS[currency])
-            for day, target_rate in target_rates.items():
+            for day in _days(first, last):
                 days.append(day)
                 currencies.append(currency)
-                native_rate = self.per_usd(currency, day)
+                rates = {code: self.per_usd(code, day) for code in {currency, target}}
                 if currency == target:
                     factors.append(ONE)
-                elif target_rate is None or native_rate is None:
+                elif None in rates.values():
                     factors.append(None)
                 else:
-                    factors.append(FACTOR_CONTEXT.multiply(FACTOR_CONTEXT.divide(target_rate, native_rate), scale))
+                    factors.append(conversion_factor(currency, target, rates))  # type: ignore[arg-type]
         return FxFactors(target, days, currencies, factors)
 
 

@@ -1,41 +1,34 @@
-"""The served measures and ratios: the one place that says which column sums into what.
+"""What the API serves, in terms of the one metric definition (`shoppulse.metrics`).
 
-Definitions are docs/metrics.md. Additive measures are summed in SQL (money after conversion into
-the requested currency, see `currency.py`); ratios are computed here from the summed numerators and
+Measures, ratios and rounding are defined once in `shoppulse/metrics.py` (and docs/metrics.md); this
+module only adds the serving vocabulary: column orders of the tables the API reads, the windows and
+rankings it offers, and ratios as JSON numbers. Ratios are computed from the summed numerators and
 denominators of the rows that answer a request, never averaged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
 
-SALES_MEASURES = (
-    "orders",
-    "units",
-    "gross_sales",
-    "discounts",
-    "returns",
-    "net_sales",
-    "shipping",
-    "taxes",
-    "total_sales",
-)
-"""Order-level measures of the `sales_*` tables."""
+from shoppulse import metrics
+from shoppulse.metrics import ITEM_MEASURES, MONEY_MEASURES, SALES_MEASURES, aov
 
-ITEM_MEASURES = ("orders", "units", "gross_sales", "discounts", "returns", "net_sales")
-"""Line-level measures of the `category_*` and `product_*` tables (no shipping, taxes, totals)."""
+__all__ = [
+    "ACTIVE_USER_WINDOWS",
+    "CUSTOMER_MEASURES",
+    "FUNNEL_STAGES",
+    "ITEM_MEASURES",
+    "MONEY_MEASURES",
+    "SALES_MEASURES",
+    "TOP_PRODUCT_METRICS",
+    "aov",
+    "cart_abandonment_rate",
+    "conversion_rate",
+    "ratio",
+    "returning_customer_rate",
+]
 
-MONEY_MEASURES = frozenset({"gross_sales", "discounts", "returns", "net_sales", "shipping", "taxes", "total_sales"})
-"""Measures in minor units of a currency: converted with FX, rounded half-to-even once."""
-
-FUNNEL_STAGES = (
-    "sessions",
-    "product_view_sessions",
-    "cart_sessions",
-    "checkout_sessions",
-    "purchase_sessions",
-)
+FUNNEL_STAGES = ("sessions", *metrics.FUNNEL_STEPS)
 """Columns of `funnel_daily`, in funnel order."""
 
 CUSTOMER_MEASURES = (
@@ -46,45 +39,31 @@ CUSTOMER_MEASURES = (
     "first_time_orders",
     "returning_orders",
 )
+"""Columns of `customers_daily`."""
 
-ACTIVE_USER_WINDOWS: dict[int, str] = {
-    1: "users_1m",
-    5: "users_5m",
-    15: "users_15m",
-    30: "users_30m",
-    60: "users_60m",
-}
+ACTIVE_USER_WINDOWS: dict[int, str] = {minutes: f"users_{minutes}m" for minutes in metrics.ACTIVE_USER_WINDOWS_MINUTES}
 """Sliding window (minutes) -> precomputed column of `active_users_minute`."""
 
 TOP_PRODUCT_METRICS = ("net_sales", "gross_sales", "units", "orders")
 """Measures top products can be ranked by."""
 
 
+def _number(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def ratio(numerator: float | Decimal, denominator: float | Decimal) -> float | None:
-    """numerator / denominator, or None when the denominator is 0."""
-    if not denominator:
-        return None
-    return float(Decimal(numerator) / Decimal(denominator))
-
-
-def aov(sums: Mapping[str, Decimal | int]) -> Decimal | None:
-    """Average order value (gross_sales − discounts) / orders, unrounded; None without orders."""
-    orders = sums["orders"]
-    if not orders:
-        return None
-    return (Decimal(sums["gross_sales"]) - Decimal(sums["discounts"])) / Decimal(orders)
+    """numerator / denominator as a JSON number, or None when the denominator is 0."""
+    return None if not denominator else float(Decimal(numerator) / Decimal(denominator))
 
 
 def conversion_rate(purchase_sessions: int, sessions: int) -> float | None:
-    return ratio(purchase_sessions, sessions)
+    return _number(metrics.conversion_rate(purchase_sessions, sessions))
 
 
 def cart_abandonment_rate(purchase_sessions: int, cart_sessions: int) -> float | None:
-    """1 − purchase_sessions / cart_sessions (None without cart sessions)."""
-    if not cart_sessions:
-        return None
-    return float(1 - Decimal(purchase_sessions) / Decimal(cart_sessions))
+    return _number(metrics.cart_abandonment_rate(purchase_sessions, cart_sessions))
 
 
 def returning_customer_rate(returning_customers: int, customers: int) -> float | None:
-    return ratio(returning_customers, customers)
+    return _number(metrics.returning_customer_rate(returning_customers, customers))

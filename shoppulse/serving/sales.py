@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from shoppulse.contract.events import CURRENCY_EXPONENTS
+from shoppulse.metrics import round_minor
 from shoppulse.serving.aggregate import Grouping, Ranking, aggregate, zero_sums
-from shoppulse.serving.currency import round_minor
 from shoppulse.serving.ledger import Freshness, read_freshness
 from shoppulse.serving.metrics import ITEM_MEASURES, MONEY_MEASURES, SALES_MEASURES, aov, ratio
 from shoppulse.serving.results import Meta, QueryContext, QueryResult, Scope

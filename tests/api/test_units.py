@@ -12,8 +12,9 @@ from psycopg import sql
 
 from api.edge import cache_key, query_pairs
 from api.render import build_entry, not_modified
+from shoppulse.metrics import round_minor
 from shoppulse.serving.cache import ResponseCache
-from shoppulse.serving.currency import HALF_EVEN_SQL, FxTable, round_minor
+from shoppulse.serving.currency import HALF_EVEN_SQL, FxTable
 from shoppulse.serving.errors import InvalidParameterError
 from shoppulse.serving.listener import parse_payload
 from shoppulse.serving.results import Scope
