@@ -52,8 +52,13 @@ def start_stack(home: Path, topic: str, database_url: str, dagster_url: str) -> 
         "SHOPPULSE_DAGSTER_CODE_SERVER_PORT": str(free_port()),
     }
     log_file = open(home.parent / "run.log", "w")  # noqa: SIM115 - lives as long as the stack
-    proc = subprocess.Popen([sys.executable, "-m", "shoppulse.stack", "run", "--no-simulator"], env=env,
-                            cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shoppulse.stack", "run", "--no-simulator"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 300
     while "Press Ctrl-C to stop." not in (home.parent / "run.log").read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -116,13 +121,33 @@ def main() -> None:
     try:
         measured = args.minutes * 60
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "simulator", "live", "--rate", str(args.rate), "--duration",
-             str(WARMUP_SECONDS + measured + 5), "--topic", topic, "--bootstrap-servers", settings.bootstrap_servers,
-             "--seed", "7", "--no-progress"],
-            env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                "live",
+                "--rate",
+                str(args.rate),
+                "--duration",
+                str(WARMUP_SECONDS + measured + 5),
+                "--topic",
+                topic,
+                "--bootstrap-servers",
+                settings.bootstrap_servers,
+                "--seed",
+                "7",
+                "--no-progress",
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        print(f"stack up; simulator live at {args.rate:.0f} events/s; warming up {WARMUP_SECONDS}s, "
-              f"measuring {measured:.0f}s ...", flush=True)
+        print(
+            f"stack up; simulator live at {args.rate:.0f} events/s; warming up {WARMUP_SECONDS}s, "
+            f"measuring {measured:.0f}s ...",
+            flush=True,
+        )
         time.sleep(WARMUP_SECONDS)
         start = time.time()
         serving, lake_commits = poll_watermarks(database_url, home / "lake", measured + 20)
@@ -142,12 +167,18 @@ def main() -> None:
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
     gaps = np.diff([t for t, _ in lake_commits]) if len(lake_commits) > 1 else np.array([float("nan")])
     print()
-    print(f"rate {args.rate:.0f} events/s for {measured:.0f}s; {runs} distinct serving watermarks; "
-          f"{len(lake_commits)} lake commits (median {np.median(gaps):.1f}s apart)")
-    print(f"produced -> visible in analytics.sales_* : p50 {p50:.1f}s  p95 {p95:.1f}s  p99 {p99:.1f}s  "
-          f"(target p95 <= 10s)")
-    print(f"lake commit cadence (drain alone)       : p50 {np.percentile(gaps, 50):.1f}s  "
-          f"p95 {np.percentile(gaps, 95):.1f}s")
+    print(
+        f"rate {args.rate:.0f} events/s for {measured:.0f}s; {runs} distinct serving watermarks; "
+        f"{len(lake_commits)} lake commits (median {np.median(gaps):.1f}s apart)"
+    )
+    print(
+        f"produced -> visible in analytics.sales_* : p50 {p50:.1f}s  p95 {p95:.1f}s  p99 {p99:.1f}s  "
+        f"(target p95 <= 10s)"
+    )
+    print(
+        f"lake commit cadence (drain alone)       : p50 {np.percentile(gaps, 50):.1f}s  "
+        f"p95 {np.percentile(gaps, 95):.1f}s"
+    )
     print(f"serving latency / drain cadence (p50)    : {p50 / np.percentile(gaps, 50):.2f}x")
 
 
