@@ -77,6 +77,7 @@ class GroundTruth:
         self._by_type: list[pl.DataFrame] = []
         self._sales: list[pl.DataFrame] = []
         self._lines: list[pl.DataFrame] = []
+        self._category_orders: list[pl.DataFrame] = []
         self._users: list[pl.DataFrame] = []
         self._sessions: list[pl.DataFrame] = []
         self._customers: list[pl.DataFrame] = []
@@ -209,6 +210,13 @@ class GroundTruth:
                 how="vertical_relaxed",
             )
         )
+        # A category's orders are the distinct orders with a line of it (not the sum over its products).
+        # An order's lines arrive in one message, so per-batch distinct counts add up across batches.
+        self._category_orders.append(
+            placed_lines.group_by("day", "currency", "category").agg(
+                pl.col("order_id").n_unique().cast(pl.Int64).alias("orders")
+            )
+        )
         self._compact()
 
     def _compact(self, every: int = 32) -> None:
@@ -218,6 +226,7 @@ class GroundTruth:
         self._by_type = [self._merged_by_type()]
         self._sales = [self._merged_sales()]
         self._lines = [self._merged_lines()]
+        self._category_orders = [self._merged_category_orders()]
         self._users = [pl.concat(self._users).unique()]
         self._sessions = [self._merged_sessions()]
         self._customers = [pl.concat(self._customers).unique()]
@@ -254,6 +263,14 @@ class GroundTruth:
             .agg(pl.col("orders", "units", "gross_sales", "discounts", "returns").sum())
         )
 
+    def _merged_category_orders(self) -> pl.DataFrame:
+        frames = [f for f in self._category_orders if f.height]
+        if not frames:
+            return pl.DataFrame(
+                schema={"day": pl.Int64, "currency": pl.String, "category": pl.String, "orders": pl.Int64}
+            )
+        return pl.concat(frames).group_by("day", "currency", "category").agg(pl.col("orders").sum())
+
     def _merged_sessions(self) -> pl.DataFrame:
         frames = [f for f in self._sessions if f.height]
         if not frames:
@@ -284,7 +301,9 @@ class GroundTruth:
             {d: set(u) for d, u in user_days.iter_rows()} if user_days is not None else {}
         )
         for day in days:
-            out_days[_iso_day(day)] = self._day(day, by_type, sales, lines, sessions, customers, users_by_day)
+            out_days[_iso_day(day)] = self._day(
+                day, by_type, sales, lines, self._merged_category_orders(), sessions, customers, users_by_day
+            )
         return {
             "contract_version": CONTRACT_VERSION,
             "currencies": dict(CURRENCY_EXPONENTS),
@@ -301,6 +320,7 @@ class GroundTruth:
         by_type: pl.DataFrame,
         sales: pl.DataFrame,
         lines: pl.DataFrame,
+        category_orders: pl.DataFrame,
         sessions: pl.DataFrame,
         customers: pl.DataFrame,
         users_by_day: dict[int, set[str]],
@@ -368,7 +388,17 @@ class GroundTruth:
                 .select("product_id", "net_sales", "units", "orders", "gross_sales", "discounts", "returns")
                 .iter_rows(named=True)
             ]
-            cats = cur_lines.group_by("category").agg(pl.col(LINE_FIELDS).sum()).sort("category")
+            orders_of = dict(
+                category_orders.filter((pl.col("day") == day) & (pl.col("currency") == currency))
+                .select("category", "orders")
+                .iter_rows()
+            )
+            cats = (
+                cur_lines.group_by("category")
+                .agg(pl.col(LINE_FIELDS).sum())
+                .with_columns(orders=pl.col("category").replace_strict(orders_of, default=0, return_dtype=pl.Int64))
+                .sort("category")
+            )
             if cats.height:
                 categories[currency] = {
                     row["category"]: {f: int(row[f]) for f in LINE_FIELDS} for row in cats.iter_rows(named=True)

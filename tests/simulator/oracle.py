@@ -182,6 +182,7 @@ def _day(d: str, docs: list[dict], users_by_day: dict[str, set[str]], top: int) 
     for cur in CURRENCY_EXPONENTS:
         rows = []
         cats: dict[str, dict[str, int]] = {}
+        category_orders: dict[str, set[str]] = {}
         for (c, pid), p in products.items():
             if c != cur:
                 continue
@@ -200,7 +201,8 @@ def _day(d: str, docs: list[dict], users_by_day: dict[str, set[str]], top: int) 
             cat = cats.setdefault(
                 p["category"], dict.fromkeys(("orders", "units", "gross_sales", "discounts", "returns", "net_sales"), 0)
             )
-            cat["orders"] += len(p["orders"])
+            category_orders.setdefault(p["category"], set()).update(p["orders"])
+            cat["orders"] = len(category_orders[p["category"]])  # distinct orders with a line of the category
             cat["units"] += p["units"]
             cat["gross_sales"] += p["gross"]
             cat["discounts"] += p["disc"]
