@@ -150,6 +150,25 @@ def test_simulated_traffic_ends_up_exactly_in_the_api(isolated_run, settings: Se
         time.sleep(3)
     assert actual == expected
 
+    # Category breakdown (line level: a category's orders are the distinct orders with a line of it).
+    lines = ("orders", "units", "gross_sales", "discounts", "returns", "net_sales")
+    for day in days:
+        for currency, categories in truth["days"][day]["categories"].items():
+            response = client.get(
+                "/analytics/sales/breakdown",
+                params={
+                    "dimension": "category",
+                    "from": day,
+                    "to": day,
+                    "native_currency": currency,
+                    "currency": currency,
+                },
+            )
+            served_categories = {
+                item["value"]: {k: item[k] for k in lines} for item in response.json()["data"]["items"]
+            }
+            assert served_categories == {c: {k: v[k] for k in lines} for c, v in categories.items()}, (day, currency)
+
     # Audience and funnel numbers, day by day.
     for day in days:
         users = client.get("/analytics/users/daily", params={"from": day, "to": day}).json()["data"]["days"][0]
