@@ -36,22 +36,22 @@ def test_broker_killed_and_restarted_mid_stream(private_broker: LocalKafka, tmp_
     ensure_topic(bootstrap, topic, 3)
     payload = valid(event("page_view", ts_ms=NOW_MS))
     acked: list[int] = []
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.timeout.ms": 120_000,
-        }
-    )
     stop_producing = threading.Event()
 
     def on_delivery(err: object, msg: object) -> None:
         if err is None:
             acked.append(1)
 
-    def produce_steadily() -> None:
+    def produce_steadily() -> None:  # the producer lives in the thread: gone before the broker is stopped
+        producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "message.timeout.ms": 120_000,
+            }
+        )
         i = 0
         while not stop_producing.is_set():
             try:
