@@ -243,20 +243,36 @@ def _first_failure(rules: list[Rule]) -> tuple[pl.Expr, pl.Expr]:
     return reason.otherwise(null), code.otherwise(null)
 
 
+def _any_failed(rules: list[Rule]) -> pl.Expr:
+    return pl.any_horizontal([rule.failed.fill_null(False) for rule in rules]) if rules else pl.lit(False)
+
+
 def find_rejections(frame: pl.DataFrame) -> pl.DataFrame:
     """Add `reject_reason` / `reject_code` (null for valid events) to decoded wire rows.
 
-    `frame` has the WIRE_SCHEMA columns plus ``kafka_ts_ms`` (broker timestamp, epoch ms). Type-specific
-    rules are evaluated only on rows of that type, so a batch of page views never pays for order checks.
+    `frame` has the WIRE_SCHEMA columns plus ``kafka_ts_ms`` (broker timestamp, epoch ms). Rows are
+    first only flagged (one pass of every check); the first broken rule's reason is worked out for the
+    flagged rows alone. Type-specific rules run only on rows of their type.
     """
-    reason, code = _first_failure(COMMON_RULES)
-    frame = frame.with_columns(reject_reason=reason, reject_code=code)
-    parts = [frame.filter(pl.col("reject_reason").is_not_null() | ~pl.col("event_type").is_in(EVENT_TYPES))]
-    clean = frame.filter(pl.col("reject_reason").is_null() & pl.col("event_type").is_in(EVENT_TYPES))
-    for (event_type,), rows in clean.partition_by("event_type", as_dict=True).items():
-        rules = TYPE_RULES[EventType(event_type)]
-        if rules:
-            type_reason, type_code = _first_failure(rules)
-            rows = rows.with_columns(reject_reason=type_reason, reject_code=type_code)
-        parts.append(rows)
-    return pl.concat(parts, how="vertical")
+    known = pl.col("event_type").is_in(EVENT_TYPES)
+    flagged = frame.with_columns(_bad=_any_failed(COMMON_RULES) | ~known.fill_null(False))
+    parts = [flagged.filter(pl.col("_bad") | ~known.fill_null(False))]
+    for (event_type,), rows in flagged.filter(~pl.col("_bad")).partition_by("event_type", as_dict=True).items():
+        parts.append(rows.with_columns(_bad=_any_failed(TYPE_RULES[EventType(event_type)])))
+    checked = pl.concat(parts, how="vertical")
+    bad = checked.filter(pl.col("_bad"))
+    good = checked.filter(~pl.col("_bad")).with_columns(
+        reject_reason=pl.lit(None, dtype=pl.String), reject_code=pl.lit(None, dtype=pl.String)
+    )
+    if bad.height:
+        reasons = [bad.with_columns(*_named(_first_failure(COMMON_RULES)))]
+        still = reasons[0].filter(pl.col("reject_reason").is_null())
+        reasons[0] = reasons[0].filter(pl.col("reject_reason").is_not_null())
+        for (event_type,), rows in still.partition_by("event_type", as_dict=True).items():
+            reasons.append(rows.with_columns(*_named(_first_failure(TYPE_RULES[EventType(event_type)]))))
+        good = pl.concat([good, *reasons], how="vertical")
+    return good.drop("_bad")
+
+
+def _named(pair: tuple[pl.Expr, pl.Expr]) -> tuple[pl.Expr, pl.Expr]:
+    return pair[0].alias("reject_reason"), pair[1].alias("reject_code")

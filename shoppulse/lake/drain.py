@@ -53,7 +53,8 @@ class DrainConfig:
     lake_dir: Path
     max_seconds: float = 3.0
     max_messages: int = 2_000_000
-    chunk_messages: int = 100_000
+    chunk_messages: int = 50_000
+    decode_workers: int = 2
     max_event_bytes: int = 65_536
     lateness_horizon_ms: int = 72 * 3_600_000
     compaction_min_files: int = 10
@@ -96,6 +97,20 @@ class DrainResult:
     def lag(self) -> int:
         """Messages in the topic not yet in the lake (as of the high watermarks read by this call)."""
         return sum(max(hw - self.next_offsets.get(p, 0), 0) for p, hw in self.high_watermarks.items())
+
+
+@dataclass(frozen=True)
+class ChunkCounts:
+    """What a decoded chunk contributed (its rows are already staged as Parquet)."""
+
+    events: int
+    late: int
+    quarantined_by_code: dict[str, int]
+
+    @staticmethod
+    def of(decoded: DecodedBatch) -> ChunkCounts:
+        codes = dict(decoded.quarantine.group_by("reason_code").len().iter_rows()) if decoded.quarantine.height else {}
+        return ChunkCounts(decoded.events.height, decoded.late.height, codes)
 
 
 class _ConsumerCache:
@@ -220,7 +235,7 @@ class _Chunk:
 def _write_parquet(frame: pl.DataFrame, stage: log.Stage, table: LakeTable, date: dt.date, name: str) -> log.FileRef:
     path = stage.path_for(table, date, name)
     with open(path, "wb") as handle:
-        frame.write_parquet(handle, compression="zstd", compression_level=3, statistics=True)
+        frame.write_parquet(handle, compression="zstd", compression_level=1, statistics=True)  # compaction recompresses
         handle.flush()
         os.fsync(handle.fileno())
     ref = log.FileRef(table, date, name, rows=frame.height, size=path.stat().st_size)
@@ -304,15 +319,15 @@ def _consume_and_commit(
     last: dict[int, int] = {}
     counts = {"messages": 0, "events": 0, "late": 0, "quarantined": 0}
     by_code: dict[str, int] = {}
-    jobs: list[Future[DecodedBatch]] = []
+    jobs: list[Future[ChunkCounts]] = []
 
-    def decode_and_stage(chunk: MessageBatch, chunk_no: int) -> DecodedBatch:
+    def decode_and_stage(chunk: MessageBatch, chunk_no: int) -> ChunkCounts:
         decoded = decode(chunk, config.max_event_bytes, config.lateness_horizon_ms)
         _stage_decoded(decoded, stage, chunk_no)
-        return decoded
+        return ChunkCounts.of(decoded)  # the frames are on disk now: keep only their counts
 
     deadline = began + config.max_seconds
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drain-decode") as pool:
+    with ThreadPoolExecutor(max_workers=config.decode_workers, thread_name_prefix="drain-decode") as pool:
         chunk = _Chunk(config.topic)
         try:
             while pending and time.monotonic() < deadline and counts["messages"] < config.max_messages:
@@ -328,8 +343,10 @@ def _consume_and_commit(
                 last.update(zip(partitions, offsets, strict=True))
                 pending -= {p for p in pending if p in last and last[p] + 1 >= targets[p]}
                 if len(chunk.batch) >= config.chunk_messages:
-                    if jobs and not jobs[-1].done():
-                        jobs[-1].result()  # bound memory: one chunk decoding while the next accumulates
+                    # Bound memory: at most `decode_workers` chunks decoding while the next accumulates.
+                    in_flight = [job for job in jobs if not job.done()]
+                    if len(in_flight) >= config.decode_workers:
+                        in_flight[0].result()
                     jobs.append(pool.submit(decode_and_stage, chunk.batch, len(jobs)))
                     chunk = _Chunk(config.topic)
             if len(chunk.batch):
@@ -343,13 +360,12 @@ def _consume_and_commit(
     if not counts["messages"]:
         stage.discard()
         return
-    for decoded in decoded_chunks:
-        counts["events"] += decoded.events.height
-        counts["late"] += decoded.late.height
-        counts["quarantined"] += decoded.quarantine.height
-        if decoded.quarantine.height:
-            for code, n in decoded.quarantine.group_by("reason_code").len().iter_rows():
-                by_code[code] = by_code.get(code, 0) + n
+    for chunk_counts in decoded_chunks:
+        counts["events"] += chunk_counts.events
+        counts["late"] += chunk_counts.late
+        counts["quarantined"] += sum(chunk_counts.quarantined_by_code.values())
+        for code, n in chunk_counts.quarantined_by_code.items():
+            by_code[code] = by_code.get(code, 0) + n
     offsets = {str(p): o for p, o in start.items()}
     offsets.update({str(p): o + 1 for p, o in last.items()})
     record = log.CommitRecord(
