@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from alembic import command
-from alembic.config import Config
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 SCHEMA = "analytics"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -29,6 +31,8 @@ def with_database(database_url: str, database: str) -> str:
 
 
 def alembic_config(database_url: str) -> Config:
+    from alembic.config import Config  # imported on use: alembic costs ~1 s of every run worker's start-up
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
@@ -37,6 +41,8 @@ def alembic_config(database_url: str) -> Config:
 
 def migrate(database_url: str, revision: str = "head") -> None:
     """Bring the analytics schema to `revision` (idempotent; concurrent callers serialize on a lock)."""
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), revision)
 
 
