@@ -153,7 +153,9 @@ def run(simulator: bool) -> None:
 
 
 def _shutdown(settings: Settings, supervisor: Supervisor, report: services.UpReport) -> None:
+    # A second Ctrl-C (or the SIGTERM a wrapper forwards) must not abandon the shutdown half way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     supervisor.stop_all()
     stopped = services.down(settings, report.started)
     click.echo("stopped" + (f" (and {', '.join(stopped)}, which this run started)" if stopped else ""))
@@ -179,6 +181,8 @@ def test(ctx: click.Context) -> None:
     except (StopRequestedError, KeyboardInterrupt):
         code = 130
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stopped = services.down(settings, report.started)
         if stopped:
             click.echo(f"stopped {', '.join(stopped)}")
