@@ -1,0 +1,34 @@
+"""The fork-server run launcher: health and termination act on the recorded run worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from dagster import DagsterRunStatus, instance_for_test
+from dagster._core.launcher.base import WorkerStatus
+from dagster._core.test_utils import create_run_for_test
+
+from pipelines.run_launcher import PID_TAG, ForkServerRunLauncher
+
+LAUNCHER = {"module": "pipelines.run_launcher", "class": "ForkServerRunLauncher"}
+
+
+def test_instance_loads_the_launcher_from_dagster_yaml_config() -> None:
+    with instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
+        assert isinstance(instance.run_launcher, ForkServerRunLauncher)
+        assert instance.run_launcher.supports_check_run_worker_health
+
+
+def test_health_and_termination_follow_the_worker_pid() -> None:
+    with instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
+        launcher = instance.run_launcher
+        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        run = create_run_for_test(instance, status=DagsterRunStatus.STARTED, tags={PID_TAG: str(worker.pid)})
+        assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+        assert launcher.terminate(run.run_id) is True
+        assert worker.wait(timeout=10) != 0  # interrupted
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.CANCELING
+        assert launcher.check_run_worker_health(instance.get_run_by_id(run.run_id)).status == WorkerStatus.NOT_FOUND
+        untracked = create_run_for_test(instance, status=DagsterRunStatus.STARTED)
+        assert launcher.check_run_worker_health(untracked).status == WorkerStatus.UNKNOWN
