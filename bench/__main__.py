@@ -1,0 +1,43 @@
+"""`make bench` / `python -m bench`: every benchmark in turn, each printing its numbers and ratios.
+
+    uv run python -m bench            # all, at their default sizes (about 15 minutes on 2 cores)
+    uv run python -m bench ingest api # some of them
+
+Each benchmark measures its baseline in the same run (these machines are noisy: compare ratios).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = {
+    "simulator": ["simulator_throughput.py"],
+    "ingest": ["ingest.py"],
+    "freshness": ["freshness.py"],
+    "backfill": ["backfill.py"],
+    "api": ["api_load.py"],
+}
+
+
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    failed = []
+    for name in names or list(BENCHMARKS):
+        print(f"\n=== {name} " + "=" * (70 - len(name)), flush=True)
+        began = time.monotonic()
+        code = subprocess.call([sys.executable, str(HERE / BENCHMARKS[name][0]), *BENCHMARKS[name][1:]])
+        print(f"--- {name}: exit {code} after {time.monotonic() - began:.0f}s", flush=True)
+        if code:
+            failed.append(name)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
