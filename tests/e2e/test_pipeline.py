@@ -191,8 +191,10 @@ def test_simulated_traffic_ends_up_exactly_in_the_api(isolated_run, settings: Se
     }
     assert late == truth["late_beyond_horizon_by_received_day"]
 
-    # Ctrl-C stops everything the run started, and nothing else.
+    # Ctrl-C stops everything the run started, and nothing else, even when a second signal follows.
     isolated_run["proc"].send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    isolated_run["proc"].send_signal(signal.SIGTERM)
     assert isolated_run["proc"].wait(timeout=90) == 0, isolated_run["log"].read_text()
     for port in isolated_run["ports"].values():
         assert not port_is_open(port), f"port {port} still open after Ctrl-C"
