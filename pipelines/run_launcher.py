@@ -40,6 +40,8 @@ def _execute_run(serialized_args: str) -> None:
     from dagster._cli.api import execute_run_command
 
     os.setsid()  # its own process group, like a spawned worker: signals to the daemon do not reach it
+    # `terminate` interrupts the worker; a daemon started in the background may pass SIGINT on ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     execute_run_command.callback(serialized_args, None)  # type: ignore[misc]
 
 

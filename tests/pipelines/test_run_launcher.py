@@ -23,7 +23,14 @@ def test_instance_loads_the_launcher_from_dagster_yaml_config() -> None:
 def test_health_and_termination_follow_the_worker_pid() -> None:
     with instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
         launcher = instance.run_launcher
-        worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        # Like a run worker, it handles SIGINT even if it was started with SIGINT ignored (as under CI).
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(60)",
+            ]
+        )
         run = create_run_for_test(instance, status=DagsterRunStatus.STARTED, tags={PID_TAG: str(worker.pid)})
         assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
         assert launcher.terminate(run.run_id) is True
