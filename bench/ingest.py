@@ -28,7 +28,7 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from shoppulse.lake.drain import DrainConfig, drain
+from shoppulse.lake.drain import CONSUMER_CONFIG, DrainConfig, drain
 from shoppulse.settings import get_settings
 from shoppulse.stack.kafka import ensure_topic
 from shoppulse.warehouse.db import with_database
@@ -68,15 +68,9 @@ def preload(bootstrap: str, topic: str, events: int, faults: bool, seed: int) ->
 
 
 def run_bare(bootstrap: str, topic: str, events: int) -> dict:
+    # The drain's own librdkafka settings: the same fetch path, minus decoding and writing.
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}",
-            "enable.auto.commit": False,
-            "fetch.max.bytes": 52_428_800,
-            "max.partition.fetch.bytes": 8_388_608,
-            "queued.max.messages.kbytes": 65_536,
-        }
+        {**CONSUMER_CONFIG, "bootstrap.servers": bootstrap, "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}"}
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     seen = 0

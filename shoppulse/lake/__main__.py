@@ -25,7 +25,9 @@ def cli() -> None:
 @click.option("--loop", is_flag=True, help="Keep draining until interrupted.")
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between drains with --loop.")
 @click.option("--max-seconds", default=3.0, show_default=True, help="Time budget of one drain.")
-@click.option("--chunk-messages", default=100_000, show_default=True, help="Messages decoded per chunk.")
+@click.option(
+    "--chunk-messages", default=DrainConfig.chunk_messages, show_default=True, help="Messages decoded per chunk."
+)
 @click.option("--topic", default=None, help="Topic (default: SHOPPULSE_EVENTS_TOPIC).")
 @click.option("--lake-dir", type=click.Path(path_type=Path), default=None, help="Lake (default: SHOPPULSE_LAKE_DIR).")
 def drain_command(
