@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -64,20 +64,35 @@ class DayInputs:
     window_snapshots: dict[dt.date, PartitionSnapshot] = field(default_factory=dict)
 
 
-class EventInputs:
-    """Reads DayInputs for ascending days, reusing the previous day's data for the users rollup."""
+def _read_day(lake_dir: Path, day: dt.date) -> tuple[LakeState, DayEvents]:
+    """The lake's state, then the day's events (in that order: the state never claims more than was read)."""
+    return LakeState.read(lake_dir), load_day(lake_dir, day)
 
-    def __init__(self, lake_dir: Path, with_users: bool) -> None:
+
+class EventInputs:
+    """Reads DayInputs for ascending days, reusing the previous day's data for the users rollup.
+
+    With a `read_ahead` executor, `prefetch(day)` starts reading a day in the background, so a range's
+    next day is decoded while the current one is computed (together they keep both cores busier).
+    """
+
+    def __init__(self, lake_dir: Path, with_users: bool, read_ahead: Executor | None = None) -> None:
         self.lake_dir = Path(lake_dir)
         self.with_users = with_users
         self.cache = UserDaysCache(self.lake_dir)
         self._previous: DayInputs | None = None
         self._window: RollingActiveUsers | None = None
         self._snapshots: dict[dt.date, PartitionSnapshot] = {}
+        self._read_ahead = read_ahead
+        self._prefetched: dict[dt.date, Future[tuple[LakeState, DayEvents]]] = {}
+
+    def prefetch(self, day: dt.date) -> None:
+        if self._read_ahead is not None and day not in self._prefetched:
+            self._prefetched[day] = self._read_ahead.submit(_read_day, self.lake_dir, day)
 
     def read(self, day: dt.date) -> DayInputs:
-        state = LakeState.read(self.lake_dir)
-        events = load_day(self.lake_dir, day)
+        pending = self._prefetched.pop(day, None)
+        state, events = pending.result() if pending is not None else _read_day(self.lake_dir, day)
         inputs = DayInputs(day, state, events)
         if self.with_users:
             window = self._window_before(day)
@@ -110,8 +125,17 @@ class EventInputs:
         return tail
 
 
+HEAVY_ROLLUPS = (catalog.USERS, catalog.FUNNEL)
+"""Computed beside the others when an executor is given (Polars releases the GIL while it works)."""
+
+
 def event_rollup_writes(
-    inputs: DayInputs, assets: Collection[str], fx: FxLookup | None, reporting_currency: str, run_id: str | None = None
+    inputs: DayInputs,
+    assets: Collection[str],
+    fx: FxLookup | None,
+    reporting_currency: str,
+    run_id: str | None = None,
+    executor: Executor | None = None,
 ) -> list[PartitionWrite]:
     """The new contents of each selected event rollup's partition for `inputs.day` (nothing written)."""
     day, events, sales = inputs.day, inputs.events.events, inputs.events.sales
@@ -122,10 +146,8 @@ def event_rollup_writes(
         "max_event_ts": inputs.events.max_event_ts,
         "run_id": run_id,
     }
-    writes = []
-    for asset in catalog.EVENT_ROLLUPS:
-        if asset not in assets:
-            continue
+
+    def compute(asset: str) -> PartitionWrite:
         extra: dict[str, object] = {}
         if asset == catalog.SALES:
             tables = sales_tables(sales, day)
@@ -155,8 +177,14 @@ def event_rollup_writes(
             tables = {"funnel_daily": funnel_daily(events, day)}
         else:
             tables = {"customers_daily": customers_daily(sales, day, has_events=not events.is_empty())}
-        writes.append(PartitionWrite(asset=asset, day=day, tables=tables, **{**common, **extra}))  # type: ignore[arg-type]
-    return writes
+        return PartitionWrite(asset=asset, day=day, tables=tables, **{**common, **extra})  # type: ignore[arg-type]
+
+    selected = [asset for asset in catalog.EVENT_ROLLUPS if asset in assets]
+    if executor is None:
+        return [compute(asset) for asset in selected]
+    heavy = {asset: executor.submit(compute, asset) for asset in selected if asset in HEAVY_ROLLUPS}
+    light = {asset: compute(asset) for asset in selected if asset not in HEAVY_ROLLUPS}
+    return [light[asset] if asset in light else heavy[asset].result() for asset in selected]
 
 
 def _reporting(
@@ -255,16 +283,24 @@ def run_event_rollups(
     """Compute and replace the selected event rollups for `days` (read in ascending order)."""
     began = time.monotonic()
     selected = [a for a in catalog.EVENT_ROLLUPS if a in assets]
-    reader = EventInputs(Path(lake_dir), with_users=catalog.USERS in selected)
     pool = PartitionWriters(database_url, workers=writers)
     try:
-        with psycopg.connect(database_url, autocommit=True) as conn:
+        with (
+            psycopg.connect(database_url, autocommit=True) as conn,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollup-read-ahead") as read_ahead,
+            ThreadPoolExecutor(max_workers=len(HEAVY_ROLLUPS), thread_name_prefix="rollup-compute") as compute,
+        ):
+            reader = EventInputs(Path(lake_dir), with_users=catalog.USERS in selected, read_ahead=read_ahead)
 
             def fx(day: dt.date, currencies: Collection[str]) -> Mapping[str, Decimal]:
                 return rates_in_force(conn, day, currencies)
 
-            for day in sorted(set(days)):
-                for write in event_rollup_writes(reader.read(day), selected, fx, reporting_currency, run_id):
+            ordered = sorted(set(days))
+            for day, following in zip(ordered, [*ordered[1:], None], strict=True):
+                inputs = reader.read(day)
+                if following is not None:
+                    reader.prefetch(following)
+                for write in event_rollup_writes(inputs, selected, fx, reporting_currency, run_id, compute):
                     pool.submit(write)
         summary = RunSummary(pool.finish())
     except BaseException:
