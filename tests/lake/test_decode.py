@@ -8,6 +8,7 @@ import orjson
 import polars as pl
 import pytest
 
+from shoppulse.contract.events import parse_event
 from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake.decode import MessageBatch, decode
 from tests.lake.factories import EVENT_TYPES, NOW_MS, event, valid
@@ -117,3 +118,57 @@ def test_a_message_fate_does_not_depend_on_its_neighbours() -> None:
     for name in ("events", "late", "quarantine"):
         joined = pl.concat([getattr(p, name) for p in pieces]).sort("kafka_offset")
         assert joined.equals(getattr(whole, name).sort("kafka_offset")), name
+
+
+def _lines(doc: dict, **changes: object) -> dict:
+    """`doc` with its first order line changed."""
+    first = {**doc["items"][0], **changes}
+    return {**doc, "items": [first, *doc["items"][1:]]}
+
+
+ORDER_LINE_MUTATIONS = {
+    "quantity 0": lambda d: _lines(d, quantity=0),
+    "negative unit price": lambda d: _lines(d, unit_price=-1500),
+    "negative discount": lambda d: _lines(d, discount=-300),
+    "product id pattern": lambda d: _lines(d, product_id="product one"),
+    "empty category": lambda d: _lines(d, category=""),
+    "missing category": lambda d: {**d, "items": [{k: v for k, v in d["items"][0].items() if k != "category"}]},
+    "null line": lambda d: {**d, "items": [None, *d["items"][1:]]},
+    "no lines": lambda d: {**d, "items": []},
+    "101 lines": lambda d: {**d, "items": d["items"][:1] * 101},
+    "subtotal off by one": lambda d: {**d, "subtotal": d["subtotal"] + 1, "total": d["total"] + 1},
+    "line discounts do not add up": lambda d: _lines(d, discount=301),
+    "total off by one": lambda d: {**d, "total": d["total"] + 1},
+    "unchanged": lambda d: d,
+}
+REFUND_MUTATIONS = {
+    "amount off by one": lambda d: {**d, "amount": d["amount"] + 1},
+    "line amount changed": lambda d: _lines(d, amount=1349),
+    "negative line amount": lambda d: {**_lines(d, amount=-1350), "amount": -1215},
+    "quantity 0": lambda d: _lines(d, quantity=0),
+    "no lines": lambda d: {**d, "items": []},
+    "unchanged": lambda d: d,
+}
+LINE_CASES = [
+    *((t, name, mutate) for t in ("order_placed", "order_cancelled") for name, mutate in ORDER_LINE_MUTATIONS.items()),
+    *(("refund", name, mutate) for name, mutate in REFUND_MUTATIONS.items()),
+]
+
+
+def test_order_line_rules_agree_with_the_pydantic_models() -> None:
+    """The fast flagging (lines exploded into rows) and the explained rules (per list) reject exactly
+    what the models reject, each with its own reason, whatever the other rows of the batch."""
+    docs = [mutate(event(event_type)) for event_type, _, mutate in LINE_CASES]
+    values = [orjson.dumps(doc) for doc in docs]
+    out = decode(batch([valid(event("page_view")), *values]), 65536, HORIZON_MS)
+    reasons = dict(zip(out.quarantine["kafka_offset"].to_list(), out.quarantine["reason"].to_list(), strict=True))
+    for offset, ((event_type, name, _), value) in enumerate(zip(LINE_CASES, values, strict=True), start=1):
+        try:
+            parse_event(value)
+            accepted = True
+        except ValueError:
+            accepted = False
+        assert (offset not in reasons) == accepted, (event_type, name, reasons.get(offset))
+        if not accepted:
+            assert reasons[offset] != "breaks a contract rule", (event_type, name)  # explained, not a fallback
+    assert out.events.height == 1 + sum(name == "unchanged" for _, name, _ in LINE_CASES)
