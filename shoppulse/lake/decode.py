@@ -2,9 +2,10 @@
 
 The fast path parses the whole batch as NDJSON with Polars against the contract's wire schema, then
 applies the contract's vectorized rules. When Polars rejects the batch (some message is not valid
-JSON, or has a wrong type), the batch is bisected until every bad message is isolated; each
-message's fate therefore depends only on its own bytes, never on its neighbours, so re-reading the
-same offsets after a crash gives the same lake.
+JSON, or has a wrong type), the messages a cheap check suspects are parsed one by one and the rest
+bisected until every bad message is isolated; Polars' verdict on each message alone decides, so a
+message's fate depends only on its own bytes, never on its neighbours, and re-reading the same
+offsets after a crash gives the same lake.
 
 Every message ends up in exactly one of: ``events`` (valid, within the lateness horizon),
 ``late`` (valid, older than the horizon relative to its Kafka timestamp) or ``quarantine`` (with the
@@ -22,7 +23,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from shoppulse.contract.events import parse_event
-from shoppulse.contract.schema import LAKE_SCHEMA, WIRE_SCHEMA, find_rejections
+from shoppulse.contract.schema import ITEM_STRUCT, LAKE_SCHEMA, WIRE_SCHEMA, find_rejections
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "topic": pl.String(),
@@ -92,17 +93,78 @@ def _read_lines(lines: Sequence[bytes]) -> pl.DataFrame:
     return frame
 
 
-def _parse(lines: list[bytes], index: list[int]) -> tuple[list[pl.DataFrame], list[int], list[tuple[int, str]]]:
+def _bisect(lines: list[bytes], index: list[int]) -> tuple[list[pl.DataFrame], list[int], list[tuple[int, str]]]:
     """Parse `lines`; returns (frames, row indices of parsed rows in order, [(index, error)] of failures)."""
+    if not lines:
+        return [], [], []
     try:
         return [_read_lines(lines)], index, []
     except (pl.exceptions.PolarsError, OSError) as exc:
         if len(lines) <= _BISECT_LEAF:
             return [], [], [(index[0], str(exc))]
     middle = len(lines) // 2
-    left = _parse(lines[:middle], index[:middle])
-    right = _parse(lines[middle:], index[middle:])
+    left = _bisect(lines[:middle], index[:middle])
+    right = _bisect(lines[middle:], index[middle:])
     return left[0] + right[0], left[1] + right[1], left[2] + right[2]
+
+
+_INT_FIELDS = frozenset(name for name, dtype in WIRE_SCHEMA.items() if dtype == pl.Int64())
+_LINE_INT_FIELDS = frozenset(field.name for field in ITEM_STRUCT.fields if field.dtype == pl.Int64())
+
+
+def _looks_rejectable(line: bytes) -> bool:
+    """A cheap guess whether Polars rejects `line`: not JSON, not an object, or a non-integer where the
+    schema has an integer (Polars turns other scalars into strings itself). It only orders the work
+    (suspects are parsed apart); Polars decides."""
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return True
+    if type(document) is not dict:
+        return True
+    for name in _INT_FIELDS.intersection(document):
+        value = document[name]
+        if type(value) is not int and value is not None:
+            return True
+    items = document.get("items")
+    if items is None:
+        return False
+    if type(items) is not list:
+        return True
+    for item in items:
+        if type(item) is not dict:
+            return item is not None
+        for name in _LINE_INT_FIELDS.intersection(item):
+            value = item[name]
+            if type(value) is not int and value is not None:
+                return True
+    return False
+
+
+def _parse(lines: list[bytes], index: list[int]) -> tuple[list[pl.DataFrame], list[int], list[tuple[int, str]]]:
+    """Parse `lines` in one go; when Polars rejects them, isolate the bad ones by bisection.
+
+    Bisecting a whole chunk for a few bad messages re-parses it ~8 times (measured ~30 µs per event
+    at 0.5% malformed), so the likely-bad lines are first set apart by a cheap guess and bisected
+    on their own; each line's fate is still Polars' verdict on that line alone.
+    """
+    try:
+        return [_read_lines(lines)], index, []
+    except (pl.exceptions.PolarsError, OSError):
+        if len(lines) <= _BISECT_LEAF:
+            return _bisect(lines, index)
+    suspect = [_looks_rejectable(line) for line in lines]
+    frames, parsed, failures = _bisect(
+        [x for x, s in zip(lines, suspect, strict=True) if not s],
+        [i for i, s in zip(index, suspect, strict=True) if not s],
+    )
+    # Suspects are mostly bad: one parse each beats bisecting them (~2 parses per bad line).
+    for line, i in ((x, i) for x, i, s in zip(lines, index, suspect, strict=True) if s):
+        one_frame, one_parsed, one_failure = _bisect([line], [i])
+        frames.extend(one_frame)
+        parsed.extend(one_parsed)
+        failures.extend(one_failure)
+    return frames, parsed, failures
 
 
 def decode(batch: MessageBatch, max_event_bytes: int, lateness_horizon_ms: int) -> DecodedBatch:
@@ -146,7 +208,7 @@ def decode(batch: MessageBatch, max_event_bytes: int, lateness_horizon_ms: int) 
         },
         schema={"kafka_partition": pl.Int32(), "kafka_offset": pl.Int64(), "kafka_ts_ms": pl.Int64()},
     )
-    parsed = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=WIRE_SCHEMA)
+    parsed = pl.concat(frames, how="vertical", rechunk=True) if frames else pl.DataFrame(schema=WIRE_SCHEMA)
     row = pl.Series("_row", parsed_index, dtype=pl.Int64)
     parsed = parsed.hstack([row, *meta.select(pl.all().gather(row)).get_columns()])
     checked = find_rejections(parsed)
