@@ -132,8 +132,10 @@ def _looks_rejectable(line: bytes) -> bool:
     if type(items) is not list:
         return True
     for item in items:
+        if item is None:
+            continue
         if type(item) is not dict:
-            return item is not None
+            return True
         for name in _LINE_INT_FIELDS.intersection(item):
             value = item[name]
             if type(value) is not int and value is not None:
