@@ -172,3 +172,26 @@ def test_order_line_rules_agree_with_the_pydantic_models() -> None:
         if not accepted:
             assert reasons[offset] != "breaks a contract rule", (event_type, name)  # explained, not a fallback
     assert out.events.height == 1 + sum(name == "unchanged" for _, name, _ in LINE_CASES)
+
+
+def test_a_few_bad_messages_cost_one_parse_each_not_a_bisection_of_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bisecting 2,000 messages for 12 bad ones would parse ~150 times; suspects are parsed alone."""
+    import shoppulse.lake.decode as decode_module
+
+    calls: list[int] = []
+    read_lines = decode_module._read_lines
+
+    def counting(lines: list[bytes]) -> pl.DataFrame:
+        calls.append(len(lines))
+        return read_lines(lines)
+
+    monkeypatch.setattr(decode_module, "_read_lines", counting)
+    rng = random.Random(3)
+    values = [valid(event(rng.choice(EVENT_TYPES))) for _ in range(2_000)]
+    bad = [value for value, code in BAD_MESSAGES if code in ("invalid_json", "invalid_utf8", "wrong_type")]
+    for position, value in zip(rng.sample(range(2_000), len(bad) * 3), bad * 3, strict=True):
+        values[position] = value
+    out = decode(batch(values), 65536, HORIZON_MS)
+    assert out.quarantine.height == len(bad) * 3
+    assert out.events.height == 2_000 - len(bad) * 3
+    assert len(calls) <= 2 + len(bad) * 3, calls  # the batch, the likely-good rest, each suspect
