@@ -195,3 +195,21 @@ def test_a_few_bad_messages_cost_one_parse_each_not_a_bisection_of_the_batch(mon
     assert out.quarantine.height == len(bad) * 3
     assert out.events.height == 2_000 - len(bad) * 3
     assert len(calls) <= 2 + len(bad) * 3, calls  # the batch, the likely-good rest, each suspect
+
+
+def test_a_flood_of_bad_messages_is_each_quarantined_at_about_two_parses_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shoppulse.lake.decode as decode_module
+
+    calls: list[int] = []
+    read_lines = decode_module._read_lines
+    monkeypatch.setattr(decode_module, "_read_lines", lambda lines: calls.append(len(lines)) or read_lines(lines))
+    flood = decode_module._PARSE_ALONE_MAX + 44
+    wrong = orjson.dumps({**event("add_to_cart"), "quantity": "2"})
+    values = [valid(event("page_view")) if i % 2 else wrong for i in range(2 * flood)]
+    out = decode(batch(values), 65536, HORIZON_MS)
+    assert out.quarantine["reason_code"].to_list() == ["wrong_type"] * flood
+    assert sorted(out.quarantine["kafka_offset"].to_list()) == list(range(0, 2 * flood, 2))
+    assert out.events.height == flood
+    assert len(calls) <= 2 + 2 * flood  # bisecting an all-bad group: ~2 parses per line, never more
