@@ -125,6 +125,12 @@ USER_DAILY_COUNTS: dict[str, pl.Expr] = {
 }
 """Per UTC day, over all of the day's deduplicated events (a session spanning midnight counts on both days)."""
 
+ACTIVE_USER_COLUMNS = tuple(f"users_{minutes}m" for minutes in ACTIVE_USER_WINDOWS_MINUTES)
+"""Columns of `active_users_minute`, one per sliding window."""
+
+USER_DAILY_MEASURES = ("dau", "wau", "mau", *USER_DAILY_COUNTS)
+"""Columns of `users_daily`, in table order."""
+
 # -- Funnel and carts, docs/metrics.md#funnel-and-carts --------------------------------------------
 
 FUNNEL_STEPS: dict[str, pl.Expr] = {
@@ -137,6 +143,9 @@ FUNNEL_STEPS: dict[str, pl.Expr] = {
 
 FUNNEL_DIMENSIONS = ("country", "channel", "device")
 """A session is attributed to the dimensions of its first event of the day (by event_ts, then event_id)."""
+
+FUNNEL_STAGES = ("sessions", *FUNNEL_STEPS)
+"""Columns of `funnel_daily`, in funnel order."""
 
 # -- Customers, docs/metrics.md#customers -----------------------------------------------------------
 
@@ -152,6 +161,16 @@ CUSTOMER_COUNTS: dict[str, pl.Expr] = {
 """Per UTC day, over the day's order_placed events."""
 
 RETURNING_CUSTOMERS = pl.col("customers") - pl.col("first_time_customers")
+
+CUSTOMER_MEASURES = (
+    "customers",
+    "first_time_customers",
+    "returning_customers",
+    "orders",
+    "first_time_orders",
+    "returning_orders",
+)
+"""Columns of `customers_daily`, in table order."""
 
 # -- Ratios (from summed numerators and denominators) -----------------------------------------------
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shoppulse.metrics import ITEM_MEASURES, SALES_MEASURES
+from shoppulse.metrics import (
+    ACTIVE_USER_COLUMNS,
+    CUSTOMER_MEASURES,
+    FUNNEL_DIMENSIONS,
+    FUNNEL_STAGES,
+    ITEM_MEASURES,
+    SALES_MEASURES,
+    USER_DAILY_MEASURES,
+)
 
 SCHEMA = "analytics"
 
@@ -69,31 +77,18 @@ TABLES: dict[str, tuple[ServingTable, ...]] = {
         _table(
             "active_users_minute",
             ("event_date", "minute_start"),
-            ("users_1m", "users_5m", "users_15m", "users_30m", "users_60m"),
+            ACTIVE_USER_COLUMNS,
         ),
-        _table("users_daily", ("event_date",), ("dau", "wau", "mau", "sessions", "page_views", "product_views")),
+        _table("users_daily", ("event_date",), USER_DAILY_MEASURES),
     ),
     FUNNEL: (
         _table(
             "funnel_daily",
-            ("event_date", "country", "channel", "device"),
-            ("sessions", "product_view_sessions", "cart_sessions", "checkout_sessions", "purchase_sessions"),
+            ("event_date", *FUNNEL_DIMENSIONS),
+            FUNNEL_STAGES,
         ),
     ),
-    CUSTOMERS: (
-        _table(
-            "customers_daily",
-            ("event_date",),
-            (
-                "customers",
-                "first_time_customers",
-                "returning_customers",
-                "orders",
-                "first_time_orders",
-                "returning_orders",
-            ),
-        ),
-    ),
+    CUSTOMERS: (_table("customers_daily", ("event_date",), CUSTOMER_MEASURES),),
     INGEST_QUALITY: (
         _table("quarantine_daily", ("event_date", "reason"), ("events",)),
         _table("late_events_daily", ("event_date", "original_date", "event_type"), ("events",)),

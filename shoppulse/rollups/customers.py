@@ -6,15 +6,14 @@ import datetime as dt
 
 import polars as pl
 
-from shoppulse.metrics import CUSTOMER_COUNTS, ORDER_PLACED, RETURNING_CUSTOMERS
+from shoppulse.metrics import CUSTOMER_COUNTS, CUSTOMER_MEASURES, ORDER_PLACED, RETURNING_CUSTOMERS
 
 
 def customers_daily(sales: pl.DataFrame, day: dt.date, has_events: bool) -> pl.DataFrame:
     """The `customers_daily` row of `day` from its money-moving events (zeros when the day has events but
     no orders; no row for a day without events)."""
-    columns = ("customers", "first_time_customers", "returning_customers", *list(CUSTOMER_COUNTS)[2:])
     if not has_events:
-        return pl.DataFrame(schema={"event_date": pl.Date, **dict.fromkeys(columns, pl.Int64)})
+        return pl.DataFrame(schema={"event_date": pl.Date, **dict.fromkeys(CUSTOMER_MEASURES, pl.Int64)})
     orders = sales.lazy().filter(pl.col("event_type") == ORDER_PLACED)
     return (
         orders.select(**CUSTOMER_COUNTS)

@@ -20,7 +20,15 @@ import numpy as np
 import polars as pl
 
 from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
-from shoppulse.metrics import ACTIVE_USER_WINDOWS_MINUTES, DAU_DAYS, MAU_DAYS, USER_DAILY_COUNTS, WAU_DAYS
+from shoppulse.metrics import (
+    ACTIVE_USER_COLUMNS,
+    ACTIVE_USER_WINDOWS_MINUTES,
+    DAU_DAYS,
+    MAU_DAYS,
+    USER_DAILY_COUNTS,
+    USER_DAILY_MEASURES,
+    WAU_DAYS,
+)
 from shoppulse.rollups.source import entity_codes, scan_partition
 
 MINUTE_MS = 60_000
@@ -89,9 +97,8 @@ def active_users_minute(events: pl.DataFrame, tail: pl.DataFrame, day: dt.date) 
     `events` (the day's) and `tail` (the previous day's last hour) have columns user_id and event_ts.
     """
     schema = {"event_date": pl.Date, "minute_start": pl.Datetime("ms", "UTC")}
-    columns = [f"users_{n}m" for n in ACTIVE_USER_WINDOWS_MINUTES]
     if events.is_empty():
-        return pl.DataFrame(schema={**schema, **dict.fromkeys(columns, pl.Int64)})
+        return pl.DataFrame(schema={**schema, **dict.fromkeys(ACTIVE_USER_COLUMNS, pl.Int64)})
     pairs = pl.concat([events.select("user_id", "event_ts"), tail.select("user_id", "event_ts")]).select(
         user=entity_codes("user_id"), minute=minute_of(pl.col("event_ts"))
     )
@@ -103,7 +110,7 @@ def active_users_minute(events: pl.DataFrame, tail: pl.DataFrame, day: dt.date) 
         {
             "event_date": [day] * len(minutes),
             "minute_start": pl.Series(minutes).cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"),
-            **{f"users_{n}m": counts[n] for n in ACTIVE_USER_WINDOWS_MINUTES},
+            **{column: counts[n] for n, column in zip(ACTIVE_USER_WINDOWS_MINUTES, ACTIVE_USER_COLUMNS, strict=True)},
         },
         schema_overrides=schema,
     )
@@ -205,9 +212,7 @@ class RollingActiveUsers:
 def users_daily(events: pl.DataFrame, day: dt.date, window: RollingActiveUsers) -> pl.DataFrame:
     """The `users_daily` row of `day` (no row for a day without events). `window` must include `day`."""
     if events.is_empty():
-        return pl.DataFrame(
-            schema={"event_date": pl.Date, **dict.fromkeys(("dau", "wau", "mau", *USER_DAILY_COUNTS), pl.Int64)}
-        )
+        return pl.DataFrame(schema={"event_date": pl.Date, **dict.fromkeys(USER_DAILY_MEASURES, pl.Int64)})
     counts = events.select(**USER_DAILY_COUNTS).cast(pl.Int64)
     return counts.with_columns(
         event_date=pl.lit(day),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from shoppulse import metrics
-from shoppulse.metrics import ITEM_MEASURES, MONEY_MEASURES, SALES_MEASURES, aov
+from shoppulse.metrics import CUSTOMER_MEASURES, FUNNEL_STAGES, ITEM_MEASURES, MONEY_MEASURES, SALES_MEASURES, aov
 
 __all__ = [
     "ACTIVE_USER_WINDOWS",
@@ -28,20 +28,9 @@ __all__ = [
     "returning_customer_rate",
 ]
 
-FUNNEL_STAGES = ("sessions", *metrics.FUNNEL_STEPS)
-"""Columns of `funnel_daily`, in funnel order."""
-
-CUSTOMER_MEASURES = (
-    "customers",
-    "first_time_customers",
-    "returning_customers",
-    "orders",
-    "first_time_orders",
-    "returning_orders",
+ACTIVE_USER_WINDOWS: dict[int, str] = dict(
+    zip(metrics.ACTIVE_USER_WINDOWS_MINUTES, metrics.ACTIVE_USER_COLUMNS, strict=True)
 )
-"""Columns of `customers_daily`."""
-
-ACTIVE_USER_WINDOWS: dict[int, str] = {minutes: f"users_{minutes}m" for minutes in metrics.ACTIVE_USER_WINDOWS_MINUTES}
 """Sliding window (minutes) -> precomputed column of `active_users_minute`."""
 
 TOP_PRODUCT_METRICS = ("net_sales", "gross_sales", "units", "orders")
