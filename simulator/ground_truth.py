@@ -29,17 +29,6 @@ from simulator.model import DAY_MS
 
 TOP_PRODUCTS = 10
 EVENT_TYPES = [t.value for t in EventType]
-SALES_FIELDS = (
-    "orders",
-    "units",
-    "gross_sales",
-    "discounts",
-    "returns",
-    "net_sales",
-    "shipping",
-    "taxes",
-    "total_sales",
-)
 LINE_FIELDS = ("orders", "units", "gross_sales", "discounts", "returns", "net_sales")
 
 
