@@ -114,6 +114,14 @@ _INT_FIELDS = frozenset(name for name, dtype in WIRE_SCHEMA.items() if dtype == 
 _LINE_INT_FIELDS = frozenset(field.name for field in ITEM_STRUCT.fields if field.dtype == pl.Int64())
 
 
+def _has_non_integer(document: dict, integer_fields: frozenset[str]) -> bool:
+    for name in integer_fields.intersection(document):
+        value = document[name]
+        if type(value) is not int and value is not None:
+            return True
+    return False
+
+
 def _looks_rejectable(line: bytes) -> bool:
     """A cheap guess whether Polars rejects `line`: not JSON, not an object, or a non-integer where the
     schema has an integer (Polars turns other scalars into strings itself). It only orders the work
@@ -122,27 +130,14 @@ def _looks_rejectable(line: bytes) -> bool:
         document = orjson.loads(line)
     except orjson.JSONDecodeError:
         return True
-    if type(document) is not dict:
+    if type(document) is not dict or _has_non_integer(document, _INT_FIELDS):
         return True
-    for name in _INT_FIELDS.intersection(document):
-        value = document[name]
-        if type(value) is not int and value is not None:
-            return True
     items = document.get("items")
     if items is None:
         return False
     if type(items) is not list:
         return True
-    for item in items:
-        if item is None:
-            continue
-        if type(item) is not dict:
-            return True
-        for name in _LINE_INT_FIELDS.intersection(item):
-            value = item[name]
-            if type(value) is not int and value is not None:
-                return True
-    return False
+    return any(type(item) is not dict or _has_non_integer(item, _LINE_INT_FIELDS) for item in items if item is not None)
 
 
 def _parse(lines: list[bytes], index: list[int]) -> tuple[list[pl.DataFrame], list[int], list[tuple[int, str]]]:
