@@ -91,28 +91,45 @@ def _epoch(stored: dt.datetime) -> float:
     return stored.replace(tzinfo=dt.UTC).timestamp() if stored.tzinfo is None else stored.timestamp()
 
 
+def _superseded_rows(
+    conn: db.Connection,
+    table: db.Table,
+    timestamp: db.Column,
+    subject: tuple[db.Column, ...],
+    where: db.ColumnElement[bool],
+    policy: RetentionPolicy,
+    now: float,
+) -> list[int]:
+    """Ids of `table` rows (among `where`) older than the policy that are not the newest of their subject.
+
+    Reads a bounded page of the oldest rows, then the newest id of each subject they belong to.
+    """
+    cutoff = dt.datetime.fromtimestamp(now - policy.asset_events_days * 86_400, dt.UTC).replace(tzinfo=None)
+    old = conn.execute(
+        db.select(table.c.id, timestamp, *subject)
+        .where(where, timestamp < cutoff)
+        .order_by(table.c.id)
+        .limit(policy.batch_size * 4)
+    ).fetchall()
+    if not old:
+        return []
+    newest = conn.execute(
+        db.select(*subject, db.func.max(table.c.id))
+        .where(where, subject[0].in_({row[2] for row in old}))
+        .group_by(*subject)
+    ).fetchall()
+    events = [StoredEvent(row[0], tuple(v or "" for v in row[2:]), _epoch(row[1])) for row in old]
+    events += [StoredEvent(int(row[-1]), tuple(v or "" for v in row[:-1]), now) for row in newest]
+    return superseded_events(events, now, policy)
+
+
 def prune_runless_asset_events(storage: SqlEventLogStorage, policy: RetentionPolicy, now: float) -> int:
     """Delete superseded runless asset events older than the policy (keeping the newest per partition)."""
     table = SqlEventLogStorageTable
-    cutoff = dt.datetime.fromtimestamp(now - policy.asset_events_days * 86_400, dt.UTC).replace(tzinfo=None)
     runless = db.and_(table.c.run_id == RUNLESS_RUN_ID, table.c.dagster_event_type.in_(ASSET_EVENT_TYPES))
     with storage.index_connection() as conn:
-        old = conn.execute(
-            db.select(table.c.id, table.c.asset_key, table.c.partition, table.c.timestamp)
-            .where(runless, table.c.timestamp < cutoff)
-            .order_by(table.c.id)
-            .limit(policy.batch_size * 4)
-        ).fetchall()
-        if not old:
-            return 0
-        newest = conn.execute(
-            db.select(table.c.asset_key, table.c.partition, db.func.max(table.c.id))
-            .where(runless, table.c.asset_key.in_({row.asset_key for row in old}))
-            .group_by(table.c.asset_key, table.c.partition)
-        ).fetchall()
-        events = [StoredEvent(r.id, (r.asset_key, r.partition or ""), _epoch(r.timestamp)) for r in old]
-        events += [StoredEvent(int(i), (k, p or ""), now) for k, p, i in newest]
-        doomed = superseded_events(events, now, policy)
+        subject = (table.c.asset_key, table.c.partition)
+        doomed = _superseded_rows(conn, table, table.c.timestamp, subject, runless, policy, now)
         if doomed:
             conn.execute(table.delete().where(table.c.id.in_(doomed)))
             conn.execute(AssetEventTagsTable.delete().where(AssetEventTagsTable.c.event_id.in_(doomed)))
@@ -124,26 +141,9 @@ def prune_check_executions(storage: SqlEventLogStorage, policy: RetentionPolicy,
     table = AssetCheckExecutionsTable
     if not storage.has_table(table.name):
         return 0
-    cutoff = dt.datetime.fromtimestamp(now - policy.asset_events_days * 86_400, dt.UTC).replace(tzinfo=None)
     with storage.index_connection() as conn:
-        old = conn.execute(
-            db.select(table.c.id, table.c.asset_key, table.c.check_name, table.c.partition, table.c.create_timestamp)
-            .where(table.c.create_timestamp < cutoff)
-            .order_by(table.c.id)
-            .limit(policy.batch_size * 4)
-        ).fetchall()
-        if not old:
-            return 0
-        newest = conn.execute(
-            db.select(table.c.asset_key, table.c.check_name, table.c.partition, db.func.max(table.c.id))
-            .where(table.c.asset_key.in_({row.asset_key for row in old}))
-            .group_by(table.c.asset_key, table.c.check_name, table.c.partition)
-        ).fetchall()
-        events = [
-            StoredEvent(r.id, (r.asset_key, r.check_name, r.partition or ""), _epoch(r.create_timestamp)) for r in old
-        ]
-        events += [StoredEvent(int(i), (k, c, p or ""), now) for k, c, p, i in newest]
-        doomed = superseded_events(events, now, policy)
+        subject = (table.c.asset_key, table.c.check_name, table.c.partition)
+        doomed = _superseded_rows(conn, table, table.c.create_timestamp, subject, db.true(), policy, now)
         if doomed:
             conn.execute(table.delete().where(table.c.id.in_(doomed)))
     return len(doomed)
