@@ -59,12 +59,17 @@ def ceiling(bootstrap: str, events: int) -> dict:
     values = [payload] * events
     keys = [f"s_{i // 5:016x}" for i in range(events)]
     timestamps = [int(time.time() * 1000)] * events
+    return _produce_timed(bootstrap, "ceiling", values, keys, timestamps)
+
+
+def _produce_timed(bootstrap: str, name: str, values: list, keys: list, timestamps: list) -> dict:
+    """Produce prepared messages into a fresh topic through the simulator's sink; the rate until all are acked."""
     topic = _topic(bootstrap)
     try:
         sink = KafkaSink(bootstrap, topic)
         began = time.perf_counter()
         sent = sink.send(values, keys, timestamps)
-        assert sink.flush(120) == 0, "ceiling: messages not delivered"
+        assert sink.flush(120) == 0, f"{name}: messages not delivered"
         seconds = time.perf_counter() - began
         stats = sink.stats()
         assert stats.failed == 0 and stats.delivered == sent
@@ -81,16 +86,7 @@ def replay(bootstrap: str, events: int, seed: int) -> dict:
         values += batch.values
         keys += batch.keys
         timestamps += batch.timestamps
-    topic = _topic(bootstrap)
-    try:
-        sink = KafkaSink(bootstrap, topic)
-        began = time.perf_counter()
-        sent = sink.send(values, keys, timestamps)
-        assert sink.flush(120) == 0, "replay: messages not delivered"
-        seconds = time.perf_counter() - began
-    finally:
-        _delete(bootstrap, topic)
-    return {"events_per_s": sent / seconds, "messages_per_s": sent / seconds, "seconds": seconds}
+    return _produce_timed(bootstrap, "replay", values, keys, timestamps)
 
 
 def burst(bootstrap: str | None, events: int, faults: FaultConfig, seed: int) -> dict:
