@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import signal
 import subprocess
 import sys
@@ -31,40 +30,11 @@ from psycopg import sql
 from shoppulse.lake import commit as log
 from shoppulse.settings import PROJECT_ROOT, get_settings
 from shoppulse.stack import services
+from shoppulse.stack.isolated import start_isolated_run
 from shoppulse.stack.kafka import ensure_topic
-from shoppulse.stack.processes import free_port
 from shoppulse.warehouse.db import with_database
 
 WARMUP_SECONDS = 30
-
-
-def start_stack(home: Path, topic: str, database_url: str, dagster_url: str) -> tuple[subprocess.Popen, dict]:
-    settings = get_settings()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SHOPPULSE_", "DAGSTER_"))},
-        "SHOPPULSE_HOME": str(home),
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "SHOPPULSE_EVENTS_TOPIC": topic,
-        "DATABASE_URL": database_url,
-        "DAGSTER_DATABASE_URL": dagster_url,
-        "SHOPPULSE_DAGSTER_PORT": str(free_port()),
-        "SHOPPULSE_API_PORT": str(free_port()),
-        "SHOPPULSE_DAGSTER_CODE_SERVER_PORT": str(free_port()),
-    }
-    log_file = open(home.parent / "run.log", "w")  # noqa: SIM115 - lives as long as the stack
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shoppulse.stack", "run", "--no-simulator"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 300
-    while "Press Ctrl-C to stop." not in (home.parent / "run.log").read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("stack did not start:\n" + (home.parent / "run.log").read_text())
-        time.sleep(1)
-    return proc, env
 
 
 def poll_watermarks(database_url: str, lake: Path, seconds: float) -> tuple[list[tuple[float, float]], list]:
@@ -116,7 +86,17 @@ def main() -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     home = Path(tempfile.mkdtemp(prefix="bench-freshness-")) / "home"
     database_url = with_database(settings.database_url, databases[0])
-    stack, env = start_stack(home, topic, database_url, with_database(settings.database_url, databases[1]))
+    run = start_isolated_run(
+        home,
+        home.parent / "run.log",
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "SHOPPULSE_EVENTS_TOPIC": topic,
+            "DATABASE_URL": database_url,
+            "DAGSTER_DATABASE_URL": with_database(settings.database_url, databases[1]),
+        },
+        timeout=300,
+    )
     simulator = None
     try:
         measured = args.minutes * 60
@@ -138,7 +118,7 @@ def main() -> None:
                 "7",
                 "--no-progress",
             ],
-            env=env,
+            env=run.env,
             cwd=PROJECT_ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -156,8 +136,8 @@ def main() -> None:
         if simulator is not None and simulator.poll() is None:
             simulator.send_signal(signal.SIGTERM)
             simulator.wait(30)
-        stack.send_signal(signal.SIGINT)
-        stack.wait(120)
+        run.proc.send_signal(signal.SIGINT)
+        run.proc.wait(120)
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             for name in databases:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

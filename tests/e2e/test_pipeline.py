@@ -8,7 +8,6 @@ session's broker and server, so it never touches a developer's running `make run
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from psycopg import sql
 
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
 from shoppulse.settings import PROJECT_ROOT, Settings
-from shoppulse.stack.processes import free_port, port_is_open
+from shoppulse.stack.isolated import start_isolated_run
+from shoppulse.stack.processes import port_is_open
 from shoppulse.warehouse.db import with_database
 
 pytestmark = pytest.mark.slow
@@ -39,46 +39,25 @@ def isolated_run(stack, settings: Settings, tmp_path: Path, kafka_topic):
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         for name in names:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    ports = {
-        "SHOPPULSE_DAGSTER_PORT": free_port(),
-        "SHOPPULSE_API_PORT": free_port(),
-        "SHOPPULSE_DAGSTER_CODE_SERVER_PORT": free_port(),
-    }
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("SHOPPULSE_", "DAGSTER_"))},
-        "SHOPPULSE_HOME": str(tmp_path / "home"),
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "SHOPPULSE_EVENTS_TOPIC": topic,
-        "DATABASE_URL": with_database(settings.database_url, names[0]),
-        "DAGSTER_DATABASE_URL": with_database(settings.database_url, names[1]),
-        **{k: str(v) for k, v in ports.items()},
-    }
-    log = open(tmp_path / "run.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shoppulse.stack", "run", "--no-simulator"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    run = start_isolated_run(
+        tmp_path / "home",
+        tmp_path / "run.log",
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "SHOPPULSE_EVENTS_TOPIC": topic,
+            "DATABASE_URL": with_database(settings.database_url, names[0]),
+            "DAGSTER_DATABASE_URL": with_database(settings.database_url, names[1]),
+        },
     )
-    deadline = time.monotonic() + 240
-    while "Press Ctrl-C to stop." not in (tmp_path / "run.log").read_text():
-        assert proc.poll() is None, (tmp_path / "run.log").read_text()
-        assert time.monotonic() < deadline, "stack did not come up:\n" + (tmp_path / "run.log").read_text()
-        time.sleep(1)
     yield {
-        "proc": proc,
-        "env": env,
+        "proc": run.proc,
+        "env": run.env,
         "topic": topic,
-        "ports": ports,
+        "ports": run.ports,
         "home": tmp_path / "home",
-        "log": tmp_path / "run.log",
+        "log": run.log,
     }
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    subprocess.run([sys.executable, "-m", "shoppulse.stack", "down"], env=env, cwd=PROJECT_ROOT, check=False)
-    log.close()
+    run.stop()
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         for name in names:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

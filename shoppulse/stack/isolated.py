@@ -1,0 +1,66 @@
+"""`python -m shoppulse.stack run` in its own home and ports, beside the project's stack (for the
+end-to-end tests and the freshness benchmark)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoppulse.settings import PROJECT_ROOT
+from shoppulse.stack.processes import free_port
+
+PORT_VARIABLES = ("SHOPPULSE_DAGSTER_PORT", "SHOPPULSE_API_PORT", "SHOPPULSE_DAGSTER_CODE_SERVER_PORT")
+READY_LINE = "Press Ctrl-C to stop."
+
+
+@dataclass
+class IsolatedRun:
+    """A running `stack run --no-simulator`: its process, environment, ports and log."""
+
+    proc: subprocess.Popen
+    env: dict[str, str]
+    ports: dict[str, int]
+    log: Path
+
+    def stop(self) -> None:
+        """Kill it if still running, then `stack down` whatever it left."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        subprocess.run([sys.executable, "-m", "shoppulse.stack", "down"], env=self.env, cwd=PROJECT_ROOT, check=False)
+
+
+def start_isolated_run(home: Path, log: Path, settings: Mapping[str, str], timeout: float = 240.0) -> IsolatedRun:
+    """Start the run on `home` and free ports, with `settings` (e.g. broker, topic, databases) on top of
+    this process's environment minus its SHOPPULSE_/DAGSTER_ variables; return once it is ready.
+
+    Raises RuntimeError with the run's log when it exits or is not ready within `timeout` seconds.
+    """
+    ports = {name: free_port() for name in PORT_VARIABLES}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SHOPPULSE_", "DAGSTER_"))},
+        "SHOPPULSE_HOME": str(home),
+        **{name: str(port) for name, port in ports.items()},
+        **settings,
+    }
+    with open(log, "w") as output:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shoppulse.stack", "run", "--no-simulator"],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    run = IsolatedRun(proc, env, ports, log)
+    deadline = time.monotonic() + timeout
+    while READY_LINE not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            run.stop()
+            raise RuntimeError("the stack did not come up:\n" + log.read_text())
+        time.sleep(1)
+    return run
