@@ -7,6 +7,7 @@ expression here, plus the models' cross-field checks, written once more as expre
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -297,6 +298,82 @@ def flagged_rows(frame: pl.DataFrame) -> pl.Series:
             lines = of_type.filter(pl.col("items").list.len() > 0).explode("items")
             queries.append(lines.filter(_any_failed(checks.line)).select("_rid"))
     return pl.concat(queries).unique().collect().get_column("_rid")
+
+
+NON_STRING_TEXTS = ("0", "-1", "2.5", "true", "false", "{}", "[]", '{"a": 1}', "[1, 2]")
+"""What Polars makes of JSON numbers, booleans, objects and arrays read into a String column: their text."""
+
+NON_STRING_TEXT = r"^(?:[-0-9]|true$|false$|[\[{])"
+"""Matches every text in NON_STRING_TEXTS (the first character of any JSON number, object or array)."""
+
+
+def _string_fields(models: typing.Iterable[type[BaseModel]]) -> dict[str, list[FieldInfo]]:
+    fields: dict[str, list[FieldInfo]] = {}
+    for model in models:
+        for name, info in model.model_fields.items():
+            if _polars_type(info.annotation) == pl.String():
+                fields.setdefault(name, []).append(info)
+    return fields
+
+
+def _lets_non_string_text_pass(info: FieldInfo) -> bool:
+    """Whether the text of a JSON non-string satisfies the field's allowed values or pattern."""
+    annotation, _ = _unwrap_optional(info.annotation)
+    values = _literal_values(annotation)
+    if values is not None:
+        return any(text in map(str, values) for text in NON_STRING_TEXTS)
+    pattern = _constraint(info, "pattern")
+    return pattern is None or any(re.search(pattern, text) for text in NON_STRING_TEXTS)
+
+
+_TOP_STRINGS = _string_fields(EVENT_MODELS.values())
+_LINE_STRINGS = _string_fields(ITEM_MODELS)
+STRING_FIELDS = frozenset(_TOP_STRINGS)
+LINE_STRING_FIELDS = frozenset(_LINE_STRINGS)
+SCREENED_FIELDS = tuple(n for n, infos in _TOP_STRINGS.items() if any(map(_lets_non_string_text_pass, infos)))
+SCREENED_LINE_FIELDS = tuple(n for n, infos in _LINE_STRINGS.items() if any(map(_lets_non_string_text_pass, infos)))
+"""String fields whose rules would accept the text Polars makes of a JSON number/boolean/object/array
+(the others, e.g. event_id's UUID pattern or an allowed-values list, reject it anyway)."""
+
+
+def non_string_suspects(frame: pl.DataFrame) -> pl.Series:
+    """`_row` of the decoded rows where a screened string field holds text that may have been a JSON
+    number, boolean, object or array. Only a suspect: check its bytes with :func:`non_string_field`."""
+    looks = [pl.col(name).str.contains(NON_STRING_TEXT).fill_null(False) for name in SCREENED_FIELDS]
+    rows = frame.lazy()
+    queries = [rows.filter(pl.any_horizontal(looks)).select("_row")] if looks else []
+    if SCREENED_LINE_FIELDS:
+        lines = rows.select("_row", "items").filter(pl.col("items").list.len() > 0).explode("items")
+        line_looks = [
+            pl.col("items").struct.field(name).str.contains(NON_STRING_TEXT).fill_null(False)
+            for name in SCREENED_LINE_FIELDS
+        ]
+        queries.append(lines.filter(pl.any_horizontal(line_looks)).select("_row"))
+    if not queries:
+        return pl.Series("_row", [], dtype=pl.Int64)
+    return pl.concat(queries).unique().collect().get_column("_row")
+
+
+def _json_type(value: object) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", dict: "an object", list: "an array"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def non_string_field(document: object) -> str | None:
+    """The first string field of a decoded JSON event holding something else than a string or null,
+    as a reason (None: there is none). The pydantic models reject these; Polars would read their text."""
+    if not isinstance(document, dict):
+        return None
+    for name, value in document.items():
+        if name in STRING_FIELDS and value is not None and not isinstance(value, str):
+            return f"{name}: Input should be a valid string (got {_json_type(value)}: {value!r:.60})"
+    items = document.get("items")
+    for index, line in enumerate(items if isinstance(items, list) else ()):
+        for name, value in line.items() if isinstance(line, dict) else ():
+            if name in LINE_STRING_FIELDS and value is not None and not isinstance(value, str):
+                return f"items[{index}].{name}: Input should be a valid string (got {_json_type(value)}: {value!r:.60})"
+    return None
 
 
 def find_rejections(frame: pl.DataFrame) -> pl.DataFrame:

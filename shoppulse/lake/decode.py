@@ -23,7 +23,14 @@ import polars as pl
 from pydantic import ValidationError
 
 from shoppulse.contract.events import parse_event
-from shoppulse.contract.schema import ITEM_STRUCT, LAKE_SCHEMA, WIRE_SCHEMA, find_rejections
+from shoppulse.contract.schema import (
+    ITEM_STRUCT,
+    LAKE_SCHEMA,
+    WIRE_SCHEMA,
+    find_rejections,
+    non_string_field,
+    non_string_suspects,
+)
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "topic": pl.String(),
@@ -169,6 +176,24 @@ def _parse(lines: list[bytes], index: list[int]) -> tuple[list[pl.DataFrame], li
     return frames, parsed, failures
 
 
+def _reject_non_strings(
+    parsed: pl.DataFrame, values: Sequence[bytes | None], rejected: dict[int, tuple[str, str]]
+) -> pl.DataFrame:
+    """Quarantine the rows whose message gives a string field a number, boolean, object or array
+    (Polars reads their text; the contract wants a string). A cheap screen of the parsed text picks
+    the suspects; their bytes decide."""
+    wrong = []
+    for row in non_string_suspects(parsed).to_list():
+        try:
+            reason = non_string_field(orjson.loads(values[row] or b""))
+        except orjson.JSONDecodeError:
+            continue
+        if reason is not None:
+            rejected[row] = ("wrong_type", reason)
+            wrong.append(row)
+    return parsed.filter(~pl.col("_row").is_in(wrong)) if wrong else parsed
+
+
 def decode(batch: MessageBatch, max_event_bytes: int, lateness_horizon_ms: int) -> DecodedBatch:
     """Split `batch` into valid events, late events and quarantined messages (see module doc)."""
     n = len(batch)
@@ -213,6 +238,7 @@ def decode(batch: MessageBatch, max_event_bytes: int, lateness_horizon_ms: int) 
     parsed = pl.concat(frames, how="vertical", rechunk=True) if frames else pl.DataFrame(schema=WIRE_SCHEMA)
     row = pl.Series("_row", parsed_index, dtype=pl.Int64)
     parsed = parsed.hstack([row, *meta.select(pl.all().gather(row)).get_columns()])
+    parsed = _reject_non_strings(parsed, values, rejected)
     checked = find_rejections(parsed)
 
     rule_rejects = checked.filter(pl.col("reject_reason").is_not_null()).select("_row", "reject_code", "reject_reason")

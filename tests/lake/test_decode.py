@@ -50,6 +50,8 @@ BAD_MESSAGES = [
     (b"x" * 70_000, "oversized"),
     (orjson.dumps({**event("add_to_cart"), "quantity": "2"}), "wrong_type"),
     (orjson.dumps({**event("order_placed"), "subtotal": 70.5}), "wrong_type"),
+    (orjson.dumps({**event("page_view"), "user_id": 12345}), "wrong_type"),
+    (orjson.dumps({**event("page_view"), "url_path": {"path": "/"}}), "wrong_type"),
     (orjson.dumps({**event("page_view"), "schema_version": 3}), "unsupported_schema_version"),
     (orjson.dumps({**event("page_view"), "event_type": "teleport"}), "unknown_event_type"),
     (orjson.dumps({**event("page_view"), "country": "Germany"}), "invalid_value"),
@@ -213,3 +215,46 @@ def test_a_flood_of_bad_messages_is_each_quarantined_at_about_two_parses_each(
     assert sorted(out.quarantine["kafka_offset"].to_list()) == list(range(0, 2 * flood, 2))
     assert out.events.height == flood
     assert len(calls) <= 2 + 2 * flood  # bisecting an all-bad group: ~2 parses per line, never more
+
+
+NON_STRINGS = {"number": 12345, "negative float": -2.5, "boolean": True, "object": {"a": 1}, "array": ["a"]}
+
+
+def _non_string_cases() -> list[tuple[str, str, str, dict]]:
+    """Every string field of every event type (order lines included) given each kind of non-string."""
+    cases = []
+    for event_type in EVENT_TYPES:
+        doc = event(event_type)
+        for kind, value in NON_STRINGS.items():
+            cases += [(event_type, name, kind, {**doc, name: value}) for name, v in doc.items() if isinstance(v, str)]
+            for name, v in (doc.get("items") or [{}])[0].items():
+                if isinstance(v, str):
+                    cases.append((event_type, f"items[0].{name}", kind, _lines(doc, **{name: value})))
+    return cases
+
+
+def test_a_non_string_in_any_string_field_is_quarantined_as_the_models_do() -> None:
+    """Polars reads a JSON number/boolean/object/array given for a string field as its text; the
+    contract (strict pydantic models) rejects it, and so must the drain, whatever field it is in."""
+    cases = _non_string_cases()
+    values = [orjson.dumps(doc) for *_, doc in cases]
+    out = decode(batch([valid(event("page_view")), *values]), 65536, HORIZON_MS)
+    codes = dict(zip(out.quarantine["kafka_offset"].to_list(), out.quarantine["reason_code"].to_list(), strict=True))
+    reasons = dict(zip(out.quarantine["kafka_offset"].to_list(), out.quarantine["reason"].to_list(), strict=True))
+    assert len(cases) > 100
+    for offset, ((event_type, name, kind, _), value) in enumerate(zip(cases, values, strict=True), start=1):
+        with pytest.raises(ValueError):
+            parse_event(value)
+        assert offset in codes, (event_type, name, kind)
+        if codes[offset] == "wrong_type":
+            assert reasons[offset].startswith(f"{name}: Input should be a valid string"), reasons[offset]
+    assert out.events.height == 1
+    by_field = {(name, codes[offset]) for offset, (_, name, _, _) in enumerate(cases, start=1)}
+    assert ("user_id", "wrong_type") in by_field and ("items[0].product_id", "wrong_type") in by_field
+
+
+def test_strings_that_look_like_numbers_or_json_stay_strings() -> None:
+    doc = {**event("page_view"), "user_id": "12345", "session_id": "-1", "url_path": "[draft]"}
+    out = decode(batch([orjson.dumps(doc)]), 65536, HORIZON_MS)
+    assert out.quarantine.height == 0
+    assert out.events.select("user_id", "session_id", "url_path").row(0) == ("12345", "-1", "[draft]")

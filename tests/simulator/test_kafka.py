@@ -57,7 +57,12 @@ def high_watermarks(settings: Settings, topic: str) -> int:
 def read_all(settings: Settings, topic: str, expected: int) -> list[tuple[int, int, bytes, bytes, int]]:
     """Every message of `topic` as (partition, offset, key, value, CreateTime timestamp)."""
     consumer = Consumer(
-        {"bootstrap.servers": settings.bootstrap_servers, "group.id": "sim-readback", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": "sim-readback",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",  # never skip to the end should an offset be refused
+        }
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     out = []
