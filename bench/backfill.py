@@ -16,6 +16,11 @@ query over the same Parquet files, measured in the same run.
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (the allocator is tuned before polars loads, as in the run workers)
+from shoppulse.allocator import tune_for_batch
+
+tune_for_batch()
+
 import argparse
 import datetime as dt
 import json

@@ -31,6 +31,8 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
+from shoppulse.allocator import tune_for_batch
+
 PID_TAG = "shoppulse/run_worker_pid"
 DEFAULT_PRELOAD = ("dagster", "dagster_postgres", "polars", "duckdb", "psycopg", "pyarrow", "numpy")
 
@@ -82,6 +84,7 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
     def _fork_server(self) -> multiprocessing.context.ForkServerContext:
         with self._lock:
             if self._context is None:
+                tune_for_batch()  # the fork server (started next) loads polars with it; run workers inherit it
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(self._preload)
                 self._context = context

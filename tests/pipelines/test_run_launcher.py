@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from multiprocessing.queues import SimpleQueue
 
 from dagster import DagsterRunStatus, instance_for_test
 from dagster._core.launcher.base import WorkerStatus
 from dagster._core.test_utils import create_run_for_test
 
 from pipelines.run_launcher import PID_TAG, ForkServerRunLauncher
+from shoppulse.allocator import BATCH_MALLOC_CONF, POLARS_MALLOC_CONF_VAR
 
 LAUNCHER = {"module": "pipelines.run_launcher", "class": "ForkServerRunLauncher"}
 
@@ -39,3 +42,19 @@ def test_health_and_termination_follow_the_worker_pid() -> None:
         assert launcher.check_run_worker_health(instance.get_run_by_id(run.run_id)).status == WorkerStatus.NOT_FOUND
         untracked = create_run_for_test(instance, status=DagsterRunStatus.STARTED)
         assert launcher.check_run_worker_health(untracked).status == WorkerStatus.UNKNOWN
+
+
+def _report_jemalloc_options(queue: SimpleQueue) -> None:
+    queue.put(os.environ.get(POLARS_MALLOC_CONF_VAR, ""))
+
+
+def test_run_workers_keep_freed_memory_for_reuse() -> None:
+    """Workers forked from the fork server run polars with the batch allocator options (last wins)."""
+    context = ForkServerRunLauncher(preload_modules=["polars"])._fork_server()
+    queue = context.SimpleQueue()
+    worker = context.Process(target=_report_jemalloc_options, args=(queue,))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 0
+    options = queue.get()
+    assert options.endswith(BATCH_MALLOC_CONF), options
