@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from shoppulse.allocator import DRAIN_MALLOC_CONF, with_malloc_conf
 from shoppulse.lake.drain import CONSUMER_CONFIG, DrainConfig, drain
 from shoppulse.settings import get_settings
 from shoppulse.stack.kafka import ensure_topic
@@ -170,7 +172,9 @@ def measure(variant: str, bootstrap: str, topic: str, events: int, database_url:
         "--database-url",
         database_url,
     ]
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+    # The drain runs with the allocator options the code server (where the sensor drains) has.
+    env = with_malloc_conf(os.environ, DRAIN_MALLOC_CONF) if variant == "drain" else None
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{variant} failed with exit code {proc.returncode}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -11,6 +11,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoppulse.allocator import DRAIN_MALLOC_CONF, with_malloc_conf
 from shoppulse.settings import PROJECT_ROOT, Settings
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.processes import PidFile, port_is_open, start_detached, stop_pid, tail
@@ -28,6 +29,11 @@ class AppProcess:
     port_var: str | None = None
     ready_url: str | None = None
     stop_timeout: float = 20.0
+    malloc_conf: str | None = None
+    """Polars allocator options for this process (see shoppulse/allocator.py)."""
+
+    def environment(self, env: dict[str, str]) -> dict[str, str]:
+        return with_malloc_conf(env, self.malloc_conf) if self.malloc_conf else env
 
     def log_path(self, settings: Settings) -> Path:
         return settings.logs_dir / f"{self.name}.log"
@@ -58,6 +64,7 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
             ),
             port=settings.dagster_code_server_port,
             port_var="SHOPPULSE_DAGSTER_CODE_SERVER_PORT",
+            malloc_conf=DRAIN_MALLOC_CONF,  # the drain sensor runs here
         ),
         AppProcess("dagster-daemon", (str(BIN / "dagster-daemon"), "run", "-w", workspace), stop_timeout=30.0),
         AppProcess(
@@ -124,7 +131,7 @@ class Supervisor:
                     f"port {app.port} ({app.name}) is in use by another process: set {app.port_var} to a free port"
                 )
         for app in self.apps:
-            proc = start_detached(app.argv, app.log_path(self.settings), env=env, cwd=PROJECT_ROOT)
+            proc = start_detached(app.argv, app.log_path(self.settings), env=app.environment(env), cwd=PROJECT_ROOT)
             app.pid_file(self.settings).write(proc.pid)
             self.started.append((app, proc.pid))
             if app.name == "dagster-code-server":

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 import yaml
 
+from shoppulse.allocator import DRAIN_MALLOC_CONF, POLARS_MALLOC_CONF_VAR
 from shoppulse.settings import PROJECT_ROOT
 
 COMPOSE = shutil.which("docker-compose")
@@ -67,3 +68,9 @@ def test_compose_services_are_wired_like_the_local_stack() -> None:
     server = workspace["load_from"][0]["grpc_server"]
     assert server["host"] == "dagster-code-server"
     assert str(server["port"]) in services["dagster-code-server"]["command"]
+    # The drain runs in the code server with the same allocator options as under `make run`.
+    code_server_env = services["dagster-code-server"]["environment"]
+    assert code_server_env[POLARS_MALLOC_CONF_VAR] == DRAIN_MALLOC_CONF
+    assert all(
+        POLARS_MALLOC_CONF_VAR not in services[name]["environment"] for name in APP_SERVICES - {"dagster-code-server"}
+    )

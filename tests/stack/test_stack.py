@@ -11,8 +11,10 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from shoppulse.allocator import DRAIN_MALLOC_CONF, POLARS_MALLOC_CONF_VAR
 from shoppulse.settings import Settings
 from shoppulse.stack import services
+from shoppulse.stack.apps import app_processes
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.kafka import LocalKafka
 from shoppulse.stack.postgres import LocalPostgres, find_server_bindir
@@ -152,3 +154,12 @@ def test_server_binaries_are_found() -> None:
     assert bindir is not None
     version = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=True)
     assert "PostgreSQL" in version.stdout
+
+
+def test_only_the_code_server_gets_the_drain_allocator_options(tmp_path: Path) -> None:
+    """The drain sensor runs in the code server: its Polars allocator is tuned for the drain's RSS budget."""
+    env = {"PATH": "/usr/bin", POLARS_MALLOC_CONF_VAR: "narenas:4"}
+    environments = {app.name: app.environment(env) for app in app_processes(isolated_settings(tmp_path))}
+    assert environments["dagster-code-server"][POLARS_MALLOC_CONF_VAR] == f"narenas:4,{DRAIN_MALLOC_CONF}"
+    assert environments["dagster-code-server"]["PATH"] == "/usr/bin"
+    assert all(environment == env for name, environment in environments.items() if name != "dagster-code-server")
