@@ -118,27 +118,48 @@ def active_users_minute(events: pl.DataFrame, tail: pl.DataFrame, day: dt.date) 
 
 class UserCodes:
     """A growing dictionary user_id -> dense integer code (in first-seen order), so users can be grouped
-    and indexed as integers across days and frames."""
+    and indexed as integers across days and frames.
+
+    Lookups join on a 64-bit hash of the id and then compare the ids themselves: ~2x faster than joining
+    on the strings, and exact — should two ids ever share a hash, that lookup joins on the strings.
+    """
 
     def __init__(self, known: pl.Series | None = None) -> None:
         """Start with `known` (distinct user_ids; codes 0..n−1 in that order), or empty."""
         known = pl.Series("user_id", [], dtype=pl.String) if known is None else known.rename("user_id")
-        self._table = known.to_frame().with_row_index("code").select("user_id", "code")
+        self._table = _hashed(known.to_frame().with_row_index("code").select("user_id", "code"))
 
     def encode(self, users: pl.Series) -> pl.Series:
         """The code of each user_id (ids not seen before get new codes)."""
-        frame = pl.DataFrame({"user_id": users.cast(pl.String)})
-        coded = frame.join(self._table, on="user_id", how="left", maintain_order="left")
-        unknown = coded.filter(pl.col("code").is_null()).select("user_id").unique(maintain_order=True)
+        frame = _hashed(pl.DataFrame({"user_id": users.cast(pl.String)}))
+        coded = frame.join(self._table.drop("user_id"), on="h", how="left", maintain_order="left")
+        known = self._table["user_id"].gather(coded["code"].fill_null(0)) if self._table.height else None
+        same = known is None or bool((coded["code"].is_null() | (known == coded["user_id"])).all())
+        unknown = coded.filter(pl.col("code").is_null()).select("user_id", "h").unique("user_id", maintain_order=True)
+        if coded.height != frame.height or not same or unknown["h"].n_unique() != unknown.height:
+            return self._encode_by_id(frame)  # a hash shared by two ids: exact, slower
         if unknown.is_empty():
             return coded["code"]
-        added = unknown.with_row_index("code", offset=self._table.height).select("user_id", "code")
+        added = unknown.with_row_index("code", offset=self._table.height).select(self._table.columns)
         self._table = pl.concat([self._table, added])
-        return frame.join(self._table, on="user_id", how="left", maintain_order="left")["code"]
+        new_codes = frame.join(added.drop("user_id"), on="h", how="left", maintain_order="left")["code"]
+        return coded["code"].fill_null(new_codes)
+
+    def _encode_by_id(self, frame: pl.DataFrame) -> pl.Series:
+        coded = frame.join(self._table.drop("h"), on="user_id", how="left", maintain_order="left")
+        unknown = coded.filter(pl.col("code").is_null()).select("user_id", "h").unique("user_id", maintain_order=True)
+        if not unknown.is_empty():
+            added = unknown.with_row_index("code", offset=self._table.height).select(self._table.columns)
+            self._table = pl.concat([self._table, added])
+        return frame.join(self._table.drop("h"), on="user_id", how="left", maintain_order="left")["code"]
 
     def decode(self, codes: np.ndarray) -> pl.Series:
         """The user_ids of `codes`."""
         return self._table["user_id"].gather(codes)
+
+
+def _hashed(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(h=pl.col("user_id").hash())
 
 
 class RollingActiveUsers:

@@ -7,7 +7,9 @@ import random
 
 import numpy as np
 import polars as pl
+import pytest
 
+from shoppulse.rollups import users
 from shoppulse.rollups.users import RollingActiveUsers, UserCodes, sliding_distinct_counts
 
 
@@ -18,6 +20,18 @@ def test_user_codes_are_stable_across_calls() -> None:
     assert first == [0, 1, 0, 2]
     assert second == [2, 3, 0]
     assert codes.decode(np.array([3, 1])).to_list() == ["d", "b"]
+
+
+def test_user_codes_stay_exact_when_ids_share_a_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lookups join on a hash of the id; ids sharing one (forced here: every id hashes to 0) must still
+    get their own codes."""
+    monkeypatch.setattr(users, "_hashed", lambda frame: frame.with_columns(h=pl.lit(0, dtype=pl.UInt64)))
+    codes = UserCodes(pl.Series(["x", "y"]))
+    assert codes.encode(pl.Series(["a", "b", "a", "y"])).to_list() == [2, 3, 2, 1]
+    assert codes.encode(pl.Series(["b", "x", "c"])).to_list() == [3, 0, 4]
+    assert codes.decode(np.array([4, 2, 0])).to_list() == ["c", "a", "x"]
+    single = UserCodes(pl.Series(["x"]))  # one match per lookup: only comparing the ids tells them apart
+    assert single.encode(pl.Series(["a", "x"])).to_list() == [1, 0]
 
 
 def test_rolling_windows_match_set_unions() -> None:
