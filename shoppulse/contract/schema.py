@@ -328,8 +328,8 @@ def _lets_non_string_text_pass(info: FieldInfo) -> bool:
 
 _TOP_STRINGS = _string_fields(EVENT_MODELS.values())
 _LINE_STRINGS = _string_fields(ITEM_MODELS)
-STRING_FIELDS = frozenset(_TOP_STRINGS)
-LINE_STRING_FIELDS = frozenset(_LINE_STRINGS)
+STRING_FIELDS = frozenset(name for name, dtype in WIRE_SCHEMA.items() if dtype == pl.String())
+LINE_STRING_FIELDS = frozenset(field.name for field in ITEM_STRUCT.fields if field.dtype == pl.String())
 SCREENED_FIELDS = tuple(n for n, infos in _TOP_STRINGS.items() if any(map(_lets_non_string_text_pass, infos)))
 SCREENED_LINE_FIELDS = tuple(n for n, infos in _LINE_STRINGS.items() if any(map(_lets_non_string_text_pass, infos)))
 """String fields whose rules would accept the text Polars makes of a JSON number/boolean/object/array
