@@ -307,13 +307,16 @@ NON_STRING_TEXT = r"^(?:[-0-9]|true$|false$|[\[{])"
 """Matches every text in NON_STRING_TEXTS (the first character of any JSON number, object or array)."""
 
 
-def _string_fields(models: typing.Iterable[type[BaseModel]]) -> dict[str, list[FieldInfo]]:
-    fields: dict[str, list[FieldInfo]] = {}
-    for model in models:
-        for name, info in model.model_fields.items():
-            if _polars_type(info.annotation) == pl.String():
-                fields.setdefault(name, []).append(info)
-    return fields
+def _fields_of_type(dtype: pl.DataType) -> tuple[frozenset[str], frozenset[str]]:
+    """Names of the wire fields, and of the order-line fields, of type `dtype`."""
+    return (
+        frozenset(name for name, field_type in WIRE_SCHEMA.items() if field_type == dtype),
+        frozenset(field.name for field in ITEM_STRUCT.fields if field.dtype == dtype),
+    )
+
+
+STRING_FIELDS, LINE_STRING_FIELDS = _fields_of_type(pl.String())
+INTEGER_FIELDS, LINE_INTEGER_FIELDS = _fields_of_type(pl.Int64())
 
 
 def _lets_non_string_text_pass(info: FieldInfo) -> bool:
@@ -326,12 +329,18 @@ def _lets_non_string_text_pass(info: FieldInfo) -> bool:
     return pattern is None or any(re.search(pattern, text) for text in NON_STRING_TEXTS)
 
 
-_TOP_STRINGS = _string_fields(EVENT_MODELS.values())
-_LINE_STRINGS = _string_fields(ITEM_MODELS)
-STRING_FIELDS = frozenset(name for name, dtype in WIRE_SCHEMA.items() if dtype == pl.String())
-LINE_STRING_FIELDS = frozenset(field.name for field in ITEM_STRUCT.fields if field.dtype == pl.String())
-SCREENED_FIELDS = tuple(n for n, infos in _TOP_STRINGS.items() if any(map(_lets_non_string_text_pass, infos)))
-SCREENED_LINE_FIELDS = tuple(n for n, infos in _LINE_STRINGS.items() if any(map(_lets_non_string_text_pass, infos)))
+def _screened(models: typing.Iterable[type[BaseModel]], string_fields: frozenset[str]) -> tuple[str, ...]:
+    """The string fields (in the models' order) whose rules, in some model, let a non-string's text pass."""
+    screened: dict[str, None] = {}
+    for model in models:
+        for name, info in model.model_fields.items():
+            if name in string_fields and _lets_non_string_text_pass(info):
+                screened[name] = None
+    return tuple(screened)
+
+
+SCREENED_FIELDS = _screened(EVENT_MODELS.values(), STRING_FIELDS)
+SCREENED_LINE_FIELDS = _screened(ITEM_MODELS, LINE_STRING_FIELDS)
 """String fields whose rules would accept the text Polars makes of a JSON number/boolean/object/array
 (the others, e.g. event_id's UUID pattern or an allowed-values list, reject it anyway)."""
 

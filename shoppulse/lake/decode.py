@@ -24,8 +24,9 @@ from pydantic import ValidationError
 
 from shoppulse.contract.events import parse_event
 from shoppulse.contract.schema import (
-    ITEM_STRUCT,
+    INTEGER_FIELDS,
     LAKE_SCHEMA,
+    LINE_INTEGER_FIELDS,
     WIRE_SCHEMA,
     find_rejections,
     non_string_field,
@@ -117,10 +118,6 @@ def _bisect(lines: list[bytes], index: list[int]) -> tuple[list[pl.DataFrame], l
     return left[0] + right[0], left[1] + right[1], left[2] + right[2]
 
 
-_INT_FIELDS = frozenset(name for name, dtype in WIRE_SCHEMA.items() if dtype == pl.Int64())
-_LINE_INT_FIELDS = frozenset(field.name for field in ITEM_STRUCT.fields if field.dtype == pl.Int64())
-
-
 def _has_non_integer(document: dict, integer_fields: frozenset[str]) -> bool:
     for name in integer_fields.intersection(document):
         value = document[name]
@@ -137,14 +134,15 @@ def _looks_rejectable(line: bytes) -> bool:
         document = orjson.loads(line)
     except orjson.JSONDecodeError:
         return True
-    if type(document) is not dict or _has_non_integer(document, _INT_FIELDS):
+    if type(document) is not dict or _has_non_integer(document, INTEGER_FIELDS):
         return True
     items = document.get("items")
     if items is None:
         return False
     if type(items) is not list:
         return True
-    return any(type(item) is not dict or _has_non_integer(item, _LINE_INT_FIELDS) for item in items if item is not None)
+    lines = (item for item in items if item is not None)
+    return any(type(item) is not dict or _has_non_integer(item, LINE_INTEGER_FIELDS) for item in lines)
 
 
 def _parse(lines: list[bytes], index: list[int]) -> tuple[list[pl.DataFrame], list[int], list[tuple[int, str]]]:
