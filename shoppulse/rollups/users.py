@@ -135,23 +135,23 @@ class UserCodes:
         coded = frame.join(self._table.drop("user_id"), on="h", how="left", maintain_order="left")
         known = self._table["user_id"].gather(coded["code"].fill_null(0)) if self._table.height else None
         same = known is None or bool((coded["code"].is_null() | (known == coded["user_id"])).all())
-        unknown = coded.filter(pl.col("code").is_null()).select("user_id", "h").unique("user_id", maintain_order=True)
+        unknown = _unknown(coded)
         if coded.height != frame.height or not same or unknown["h"].n_unique() != unknown.height:
             return self._encode_by_id(frame)  # a hash shared by two ids: exact, slower
+        return self._with_new_codes(frame, coded, unknown, on="h")
+
+    def _encode_by_id(self, frame: pl.DataFrame) -> pl.Series:
+        coded = frame.join(self._table.drop("h"), on="user_id", how="left", maintain_order="left")
+        return self._with_new_codes(frame, coded, _unknown(coded), on="user_id")
+
+    def _with_new_codes(self, frame: pl.DataFrame, coded: pl.DataFrame, unknown: pl.DataFrame, on: str) -> pl.Series:
+        """`coded`'s codes, the `unknown` ids given new ones (appended to the table) and looked up by `on`."""
         if unknown.is_empty():
             return coded["code"]
         added = unknown.with_row_index("code", offset=self._table.height).select(self._table.columns)
         self._table = pl.concat([self._table, added])
-        new_codes = frame.join(added.drop("user_id"), on="h", how="left", maintain_order="left")["code"]
+        new_codes = frame.join(added.select(on, "code"), on=on, how="left", maintain_order="left")["code"]
         return coded["code"].fill_null(new_codes)
-
-    def _encode_by_id(self, frame: pl.DataFrame) -> pl.Series:
-        coded = frame.join(self._table.drop("h"), on="user_id", how="left", maintain_order="left")
-        unknown = coded.filter(pl.col("code").is_null()).select("user_id", "h").unique("user_id", maintain_order=True)
-        if not unknown.is_empty():
-            added = unknown.with_row_index("code", offset=self._table.height).select(self._table.columns)
-            self._table = pl.concat([self._table, added])
-        return frame.join(self._table.drop("h"), on="user_id", how="left", maintain_order="left")["code"]
 
     def decode(self, codes: np.ndarray) -> pl.Series:
         """The user_ids of `codes`."""
@@ -160,6 +160,11 @@ class UserCodes:
 
 def _hashed(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(h=pl.col("user_id").hash())
+
+
+def _unknown(coded: pl.DataFrame) -> pl.DataFrame:
+    """The distinct (user_id, h) of the looked-up rows that found no code, in first-seen order."""
+    return coded.filter(pl.col("code").is_null()).select("user_id", "h").unique("user_id", maintain_order=True)
 
 
 class RollingActiveUsers:
