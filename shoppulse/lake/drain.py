@@ -33,6 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from shoppulse.gc_pause import paused_cyclic_gc
 from shoppulse.lake import commit as log
 from shoppulse.lake.compaction import compact_one
 from shoppulse.lake.decode import DecodedBatch, MessageBatch, decode
@@ -297,7 +298,8 @@ def _drain_locked(config: DrainConfig, lake: Path, began: float) -> DrainResult:
     pending = {p for p in partitions if targets[p] > next_offsets[p]}
     result = DrainResult(status="idle", seq=latest, high_watermarks=targets, next_offsets=dict(next_offsets))
     if pending:
-        _consume_and_commit(config, lake, consumer, latest + 1, pending, targets, start, began, result)
+        with paused_cyclic_gc():  # one GC-tracked Message per record: see shoppulse/gc_pause.py
+            _consume_and_commit(config, lake, consumer, latest + 1, pending, targets, start, began, result)
     if time.monotonic() - began < config.max_seconds:
         candidates = [(LakeTable(t), dt.date.fromisoformat(d)) for t, days in result.changed.items() for d in days]
         result.compacted = compact_one(

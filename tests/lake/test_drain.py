@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import signal
@@ -98,6 +99,7 @@ def test_overlapping_drains_never_land_an_offset_twice(kafka_topic, settings, tm
     drain_until_idle(config)
     assert "busy" in statuses, "the drains never overlapped; the test proves nothing"
     assert_exactly_once(tmp_path, topic, high_watermarks(settings.bootstrap_servers, topic, 6))
+    assert gc.isenabled(), "a drain left the cyclic garbage collector paused"
 
 
 def test_kill_9_mid_stream_repeatedly_loses_and_doubles_nothing(kafka_topic, settings, tmp_path: Path) -> None:
