@@ -19,7 +19,10 @@ uv_bin() {
 }
 
 UV=$(uv_bin)
-"$UV" sync --frozen --quiet
+# Bytecode compiled at install: imports then read it even where PYTHONDONTWRITEBYTECODE is set (as on
+# these machines, where every process otherwise re-compiled dagster and polars: importing the
+# Definitions took 7.2 s instead of 3.7 s). Already-compiled files are skipped (~1 s when up to date).
+"$UV" sync --frozen --quiet --compile-bytecode
 
 if [ "${1:-}" = "--test" ] && ! command -v docker-compose >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
