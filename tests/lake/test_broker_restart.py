@@ -27,6 +27,8 @@ def private_broker(tmp_path: Path):
     kafka = LocalKafka(settings)
     kafka.start()
     yield kafka
+    # The drain's cached admin client would keep dialling the stopped broker for the rest of the session.
+    CONSUMERS.discard_admin(settings.bootstrap_servers)
     kafka.stop(timeout=20)
 
 
@@ -84,7 +86,6 @@ def test_broker_killed_and_restarted_mid_stream(private_broker: LocalKafka, tmp_
         if drain(config).status == "idle":
             break
     CONSUMERS.discard(bootstrap, topic)
-    CONSUMERS.discard_admin(bootstrap)  # else the cached admin client keeps dialling the stopped broker
     assert errors >= 1, "no drain ever saw the broker down; the test proves nothing"
     hw = high_watermarks(bootstrap, topic, 3)
     assert sum(hw.values()) == len(acked) > 0
