@@ -63,6 +63,9 @@ SALES_COLUMNS = _columns(
 """Columns of the money-moving events (order_placed, order_cancelled, refund) the sales, products and
 customers rollups read."""
 
+_SHARED_COLUMNS = [name for name in SALES_COLUMNS if name in ACTIVITY_COLUMNS]
+_MONEY_COLUMNS = [name for name in SALES_COLUMNS if name not in ACTIVITY_COLUMNS]
+
 
 @dataclass(frozen=True)
 class LakeState:
@@ -132,11 +135,17 @@ def load_day(lake_dir: Path, day: dt.date) -> DayEvents:
     """
     snapshot = read_partition(Path(lake_dir), LakeTable.EVENTS, day)
     events = scan_partition(snapshot, ACTIVITY_COLUMNS, row_index=True).collect()
-    sales = (
-        scan_partition(snapshot, SALES_COLUMNS, row_index=True)
+    # The second read decodes only the money columns; the columns both frames have are gathered from
+    # `events` by row number instead of being decoded again for every row of the day.
+    money = (
+        scan_partition(snapshot, _columns("event_type", *_MONEY_COLUMNS), row_index=True)
         .filter(pl.col("event_type").is_in(SALES_EVENT_TYPES))
         .collect()
     )
+    sales = pl.concat(
+        [money.select("row"), events.select(_SHARED_COLUMNS).gather(money["row"]), money.select(_MONEY_COLUMNS)],
+        how="horizontal",
+    ).select("row", *SALES_COLUMNS)
     drop = later_copies(events.drop("row"))
     if not drop.is_empty():
         # `row` is the position in `events`: a scattered mask filters ~3x faster than `is_in`.

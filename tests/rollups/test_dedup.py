@@ -10,7 +10,7 @@ import polars as pl
 from shoppulse.lake.writer import append_events
 from shoppulse.rollups.dedup import first_copies
 from shoppulse.rollups.source import load_day
-from tests.rollups.scenario import D1, at, event, frame
+from tests.rollups.scenario import D1, at, event, frame, line, order
 
 
 def _copies() -> pl.DataFrame:
@@ -55,3 +55,31 @@ def test_copies_in_separate_lake_commits_are_deduplicated_on_read(tmp_path: Path
     assert day.events.height == 2
     assert day.copies_dropped == 2
     assert day.events.filter(pl.col("event_id") == "e-1")["country"].to_list() == ["FR"]
+
+
+def test_money_columns_come_from_the_same_copy_as_the_rest_of_the_row(tmp_path: Path) -> None:
+    """load_day decodes the money columns separately and joins them back by row number: each sales row
+    must be one delivered copy, whole (here the copies disagree on country, shipping and lines)."""
+    placed = order("order_placed", at(D1, "10:04:00"), "u1", "s1", "o1", "USD", [line("p1", "shoes", 2, 500)], 50, 0)
+    placed |= {"event_id": "o-1", "country": "US"}
+    late_copy = placed | {
+        "country": "CA",
+        "shipping": 999,
+        "items": [line("p9", "toys", 1, 7)],
+        "kafka_ts": placed["kafka_ts"] + dt.timedelta(seconds=30),
+        "kafka_offset": placed["kafka_offset"] + 1,
+    }
+    views = [event("page_view", at(D1, f"09:0{i}:00"), f"u{i}", f"s{i}", event_id=f"v-{i}") for i in range(5)]
+    cancelled_other = order(
+        "order_cancelled", at(D1, "11:00:00"), "u2", "s2", "o2", "EUR", [line("p2", "hats", 1, 300)], 0, 0
+    )
+    append_events(tmp_path, frame([*views[:3], late_copy, cancelled_other]))
+    append_events(tmp_path, frame([*views[3:], placed]))
+
+    sales = load_day(tmp_path, D1).sales.sort("event_id")
+
+    assert sales.height == 2
+    kept = sales.filter(pl.col("event_type") == "order_placed").row(0, named=True)
+    assert (kept["country"], kept["shipping"], kept["items"][0]["product_id"]) == ("US", 50, "p1")
+    cancelled = sales.filter(pl.col("event_type") == "order_cancelled").row(0, named=True)
+    assert (cancelled["currency"], cancelled["user_id"], cancelled["subtotal"]) == ("EUR", "u2", 300)
