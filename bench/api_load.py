@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from shoppulse.settings import get_settings  # noqa: E402
+from shoppulse.stack.processes import cpu_seconds  # noqa: E402
 from shoppulse.warehouse.db import migrate  # noqa: E402
 
 API_KEY = "bench-key"
@@ -261,8 +262,10 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        used = cpu_seconds(self.pid)
+        if used is None:
+            raise RuntimeError(f"API server (pid {self.pid}) is gone")
+        return used
 
 
 def healthy(base: str) -> bool:

@@ -15,21 +15,30 @@ Measured in this run, each on a fresh topic (deleted afterwards):
 
 Each is repeated; the best and median rates are printed, and ratios to the ceiling from the medians.
 The machine is shared (broker, database, other processes), so expect noise between runs.
+
+CPU accounting, per event, over each timed section: this process (all threads: generation, the produce
+calls and librdkafka's own threads), the local broker, and how busy the whole machine was. Their sum
+bounds the rate the machine's cores could carry at full use, whatever the overlap.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import sys
 import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
 from shoppulse.settings import get_settings
-from shoppulse.stack.kafka import ensure_topic
+from shoppulse.stack.kafka import LocalKafka, ensure_topic
+from shoppulse.stack.processes import cpu_seconds
 from simulator.bench_source import burst_batches
 from simulator.faults import TYPICAL_FAULTS, FaultConfig
 from simulator.producer import KafkaSink, MemorySink
@@ -37,6 +46,55 @@ from simulator.run import Runner, burst_plan
 from simulator.stream import Stream, events_per_session
 
 PARTITIONS = 6
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot (/proc/stat)."""
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuMeter:
+    """CPU used while the block runs: this process (all threads), the local broker, the machine's busy share."""
+
+    broker_pid: int | None
+    process_s: float = 0.0
+    broker_s: float | None = None
+    machine_busy: float = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._process = _own_cpu()
+        self._broker = cpu_seconds(self.broker_pid) if self.broker_pid else None
+        self._ticks = _machine_ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process_s = _own_cpu() - self._process
+        broker_now = cpu_seconds(self.broker_pid) if self.broker_pid else None
+        self.broker_s = broker_now - self._broker if broker_now is not None and self._broker is not None else None
+        busy, total = _machine_ticks()
+        self.machine_busy = (busy - self._ticks[0]) / max(total - self._ticks[1], 1)
+
+    def per_event(self, events: int) -> dict:
+        """Core-µs per event of this process and of the broker, and the machine's busy share."""
+        return {
+            "process_us": self.process_s / events * 1e6,
+            "broker_us": None if self.broker_s is None else self.broker_s / events * 1e6,
+            "machine_busy": self.machine_busy,
+        }
+
+
+def _broker_pid() -> int | None:
+    """The project-local broker's pid (None with an external broker: its CPU is not measured)."""
+    settings = get_settings()
+    return None if settings.external_kafka else LocalKafka(settings).running_pid()
 
 
 def _topic(bootstrap: str) -> str:
@@ -67,15 +125,16 @@ def _produce_timed(bootstrap: str, name: str, values: list, keys: list, timestam
     topic = _topic(bootstrap)
     try:
         sink = KafkaSink(bootstrap, topic)
-        began = time.perf_counter()
-        sent = sink.send(values, keys, timestamps)
-        assert sink.flush(120) == 0, f"{name}: messages not delivered"
-        seconds = time.perf_counter() - began
+        with CpuMeter(_broker_pid()) as cpu:
+            began = time.perf_counter()
+            sent = sink.send(values, keys, timestamps)
+            assert sink.flush(120) == 0, f"{name}: messages not delivered"
+            seconds = time.perf_counter() - began
         stats = sink.stats()
         assert stats.failed == 0 and stats.delivered == sent
     finally:
         _delete(bootstrap, topic)
-    return {"events_per_s": sent / seconds, "messages_per_s": sent / seconds, "seconds": seconds}
+    return {"events_per_s": sent / seconds, "messages_per_s": sent / seconds, "seconds": seconds, **cpu.per_event(sent)}
 
 
 def replay(bootstrap: str, events: int, seed: int) -> dict:
@@ -96,7 +155,8 @@ def burst(bootstrap: str | None, events: int, faults: FaultConfig, seed: int) ->
     topic = _topic(bootstrap) if bootstrap else None
     try:
         sink = KafkaSink(bootstrap, topic) if bootstrap and topic else MemorySink(keep=False)
-        result = Runner(stream, sink, "burst", topic, progress=False).run_until(end_ms, max_events=events)
+        with CpuMeter(_broker_pid() if bootstrap else None) as cpu:
+            result = Runner(stream, sink, "burst", topic, progress=False).run_until(end_ms, max_events=events)
     finally:
         if bootstrap and topic:
             _delete(bootstrap, topic)
@@ -106,6 +166,7 @@ def burst(bootstrap: str | None, events: int, faults: FaultConfig, seed: int) ->
         "messages_per_s": result.messages / result.elapsed_s,
         "seconds": result.elapsed_s,
         "messages": result.messages,
+        **cpu.per_event(result.messages),
     }
 
 
@@ -132,6 +193,18 @@ def main() -> None:
         rates = [r["events_per_s"] for r in results]
         report[name] = {"median": statistics.median(rates), "best": max(rates), "runs": [round(r) for r in rates]}
         print(f"  {name:9s} median {report[name]['median']:>10,.0f}   best {report[name]['best']:>10,.0f}")
+    cores = os.cpu_count() or 1
+    print(f"CPU per message, core-µs (medians; the machine has {cores} cores):")
+    for name, results in runs.items():
+        process = statistics.median(r["process_us"] for r in results)
+        brokers = [r["broker_us"] for r in results if r["broker_us"] is not None]
+        broker = statistics.median(brokers) if brokers else 0.0
+        busy = statistics.median(r["machine_busy"] for r in results)
+        report[name] |= {"process_us": process, "broker_us": broker, "machine_busy": busy}
+        print(
+            f"  {name:9s} this process {process:5.2f} + broker {broker:5.2f} = {process + broker:5.2f}"
+            f"   machine busy {busy:4.0%}   at most {cores / (process + broker) * 1e6:>10,.0f}/s on {cores} cores"
+        )
     faults_messages = statistics.median(r["messages_per_s"] for r in runs["faults"])
     print(f"  faults run, all messages (incl. duplicates and malformed): median {faults_messages:,.0f} messages/s")
     ceiling_rate = report["ceiling"]["median"]
