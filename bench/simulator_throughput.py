@@ -26,19 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
 from shoppulse.settings import get_settings
 from shoppulse.stack.kafka import LocalKafka, ensure_topic
-from shoppulse.stack.processes import cpu_seconds
+from shoppulse.stack.processes import CpuMeter
 from simulator.bench_source import burst_batches
 from simulator.faults import TYPICAL_FAULTS, FaultConfig
 from simulator.producer import KafkaSink, MemorySink
@@ -48,47 +45,14 @@ from simulator.stream import Stream, events_per_session
 PARTITIONS = 6
 
 
-def _machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores since boot (/proc/stat)."""
-    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    busy = user + nice + system + irq + softirq + steal
-    return busy, busy + idle + iowait
-
-
-def _own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class CpuMeter:
-    """CPU used while the block runs: this process (all threads), the local broker, the machine's busy share."""
-
-    broker_pid: int | None
-    process_s: float = 0.0
-    broker_s: float | None = None
-    machine_busy: float = 0.0
-
-    def __enter__(self) -> CpuMeter:
-        self._process = _own_cpu()
-        self._broker = cpu_seconds(self.broker_pid) if self.broker_pid else None
-        self._ticks = _machine_ticks()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.process_s = _own_cpu() - self._process
-        broker_now = cpu_seconds(self.broker_pid) if self.broker_pid else None
-        self.broker_s = broker_now - self._broker if broker_now is not None and self._broker is not None else None
-        busy, total = _machine_ticks()
-        self.machine_busy = (busy - self._ticks[0]) / max(total - self._ticks[1], 1)
-
-    def per_event(self, events: int) -> dict:
-        """Core-µs per event of this process and of the broker, and the machine's busy share."""
-        return {
-            "process_us": self.process_s / events * 1e6,
-            "broker_us": None if self.broker_s is None else self.broker_s / events * 1e6,
-            "machine_busy": self.machine_busy,
-        }
+def _per_message(cpu: CpuMeter, messages: int) -> dict:
+    """Core-µs per message of this process and of the broker, and the machine's busy share."""
+    broker = cpu.watched_s.get("broker")
+    return {
+        "process_us": cpu.process_s / messages * 1e6,
+        "broker_us": None if broker is None else broker / messages * 1e6,
+        "machine_busy": cpu.machine_busy,
+    }
 
 
 def _broker_pid() -> int | None:
@@ -125,7 +89,7 @@ def _produce_timed(bootstrap: str, name: str, values: list, keys: list, timestam
     topic = _topic(bootstrap)
     try:
         sink = KafkaSink(bootstrap, topic)
-        with CpuMeter(_broker_pid()) as cpu:
+        with CpuMeter({"broker": _broker_pid()}) as cpu:
             began = time.perf_counter()
             sent = sink.send(values, keys, timestamps)
             assert sink.flush(120) == 0, f"{name}: messages not delivered"
@@ -134,7 +98,12 @@ def _produce_timed(bootstrap: str, name: str, values: list, keys: list, timestam
         assert stats.failed == 0 and stats.delivered == sent
     finally:
         _delete(bootstrap, topic)
-    return {"events_per_s": sent / seconds, "messages_per_s": sent / seconds, "seconds": seconds, **cpu.per_event(sent)}
+    return {
+        "events_per_s": sent / seconds,
+        "messages_per_s": sent / seconds,
+        "seconds": seconds,
+        **_per_message(cpu, sent),
+    }
 
 
 def replay(bootstrap: str, events: int, seed: int) -> dict:
@@ -155,7 +124,7 @@ def burst(bootstrap: str | None, events: int, faults: FaultConfig, seed: int) ->
     topic = _topic(bootstrap) if bootstrap else None
     try:
         sink = KafkaSink(bootstrap, topic) if bootstrap and topic else MemorySink(keep=False)
-        with CpuMeter(_broker_pid() if bootstrap else None) as cpu:
+        with CpuMeter({"broker": _broker_pid() if bootstrap else None}) as cpu:
             result = Runner(stream, sink, "burst", topic, progress=False).run_until(end_ms, max_events=events)
     finally:
         if bootstrap and topic:
@@ -166,7 +135,7 @@ def burst(bootstrap: str | None, events: int, faults: FaultConfig, seed: int) ->
         "messages_per_s": result.messages / result.elapsed_s,
         "seconds": result.elapsed_s,
         "messages": result.messages,
-        **cpu.per_event(result.messages),
+        **_per_message(cpu, result.messages),
     }
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoppulse.stack.errors import StackError
@@ -41,13 +42,75 @@ def process_cmdline(pid: int) -> str | None:
     return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a live process has used so far (all its threads), or None when it is gone."""
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (index 0 is the state), or None when gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, with_children: bool = False) -> float | None:
+    """User + system CPU time a live process has used so far (all its threads), or None when it is gone.
+
+    `with_children` adds its children's: the live ones' and the exited ones' it has reaped (a server
+    such as PostgreSQL runs each connection in a child process that may end at any time).
+    """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    ticks = int(fields[11]) + int(fields[12])
+    if with_children:
+        ticks += int(fields[13]) + int(fields[14])
+        for entry in Path("/proc").iterdir():
+            child = _stat_fields(entry.name) if entry.name.isdigit() else None
+            if child is not None and child[1] == str(pid):
+                ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot."""
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return busy, busy + idle + iowait
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuMeter:
+    """CPU used while a block runs, for benchmarks: this process (all threads), the `watched` processes
+    (name -> pid, each with its children), and the share of all cores that was busy."""
+
+    watched: Mapping[str, int | None]
+    process_s: float = 0.0
+    watched_s: dict[str, float | None] = field(default_factory=dict)
+    machine_busy: float = 0.0
+    _before: dict[str, float | None] = field(default_factory=dict, repr=False)
+    _ticks: tuple[int, int] = (0, 0)
+
+    def _watched_now(self) -> dict[str, float | None]:
+        return {name: cpu_seconds(pid, with_children=True) if pid else None for name, pid in self.watched.items()}
+
+    def __enter__(self) -> CpuMeter:
+        self.process_s = _own_cpu_seconds()
+        self._before = self._watched_now()
+        self._ticks = _machine_ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process_s = _own_cpu_seconds() - self.process_s
+        after = self._watched_now()
+        self.watched_s = {
+            name: None if (before := self._before[name]) is None or (now := after[name]) is None else now - before
+            for name in self.watched
+        }
+        busy, total = _machine_ticks()
+        self.machine_busy = (busy - self._ticks[0]) / max(total - self._ticks[1], 1)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
