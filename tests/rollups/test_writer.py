@@ -111,3 +111,40 @@ def test_a_failing_write_leaves_the_partition_as_it_was(database: str) -> None:
 def test_every_table_of_the_asset_is_required(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn, pytest.raises(ValueError, match="users_daily"):
         replace_partition(conn, PartitionWrite(catalog.USERS, DAY, {"active_users_minute": pl.DataFrame()}, 1))
+
+
+def _row_versions(database: str) -> dict[str, tuple[int, str]]:
+    """country -> (sessions, xmin): xmin is the transaction that wrote the row version."""
+    rows = fetch(database, "SELECT country, sessions, xmin::text FROM analytics.funnel_daily")
+    return {country: (sessions, xmin) for country, sessions, xmin in rows}
+
+
+def test_a_rewrite_writes_only_the_rows_that_differ(database: str) -> None:
+    with psycopg.connect(database, autocommit=True) as conn:
+        first = funnel_rows(DAY, ["DE", "FR", "GB"], sessions=4)
+        replace_partition(conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": first}, lake_version=1))
+        written = _row_versions(database)
+
+        replace_partition(
+            conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": first}, lake_version=1, run_id="r")
+        )
+        assert _row_versions(database) == written  # identical rerun: no row was touched
+        assert fetch(database, "SELECT run_id FROM analytics.materializations") == [("r",)]
+
+        changed = pl.concat([funnel_rows(DAY, ["DE"], sessions=9), funnel_rows(DAY, ["GB", "US"], sessions=4)])
+        replace_partition(conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": changed}, lake_version=2))
+    after = _row_versions(database)
+    assert {country: sessions for country, (sessions, _) in after.items()} == {"DE": 9, "GB": 4, "US": 4}
+    assert after["GB"] == written["GB"]  # unchanged row kept as it was
+    assert after["DE"][1] != written["DE"][1] and after["US"][1] == after["DE"][1]  # rewritten in that transaction
+
+
+def test_rows_with_the_same_key_are_refused(database: str) -> None:
+    twice = PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": funnel_rows(DAY, ["DE", "DE"])}, lake_version=2)
+    with psycopg.connect(database, autocommit=True) as conn:
+        with pytest.raises(ValueError, match="funnel_daily: 1 key"):
+            replace_partition(conn, twice)  # first write of the partition
+        replace_partition(conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": funnel_rows(DAY, ["FR"])}, 1))
+        with pytest.raises(ValueError, match="funnel_daily: 1 key"):
+            replace_partition(conn, twice)  # a rewrite
+    assert fetch(database, "SELECT country FROM analytics.funnel_daily") == [("FR",)]
