@@ -193,42 +193,82 @@ def _is_timestamp(column: str) -> bool:
     return column.endswith("_start")  # bucket_start, hour_start, minute_start: timestamptz
 
 
-def _canonical_lines_of_frame(frame: pl.DataFrame, table: ServingTable) -> Counter[str]:
-    """The rows as canonical CSV text lines (UTC ISO timestamps, plain numbers), as a multiset."""
-    text = frame.select(
-        pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S")
-        if _is_timestamp(c)
-        else pl.col(c).cast(pl.String)
+_NULL_TEXT = "\\N"
+_FIELD_SEPARATOR = "\x1f"  # ASCII unit separator: never part of a serving value
+
+
+def _canonical_text(frame: pl.DataFrame, table: ServingTable) -> pl.DataFrame:
+    """Each column as canonical text: UTC ISO timestamps, plain numbers and dates, NULL as \\N."""
+    return frame.select(
+        (
+            pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S")
+            if _is_timestamp(c)
+            else pl.col(c).cast(pl.String)
+        ).fill_null(_NULL_TEXT)
         for c in table.columns
     )
-    return Counter(text.write_csv(include_header=False).splitlines())
+
+
+def _served_text_columns(table: ServingTable) -> list[str]:
+    """SQL expressions giving the same canonical text for what PostgreSQL serves."""
+    return [
+        f"coalesce(to_char({c} AT TIME ZONE 'UTC', '{_TS_TEXT}'), '{_NULL_TEXT}')"
+        if _is_timestamp(c)
+        else f"coalesce({c}::text, '{_NULL_TEXT}')"
+        for c in table.columns
+    ]
+
+
+def _digest_of_frame(frame: pl.DataFrame, table: ServingTable) -> tuple[int, str | None]:
+    """(rows, MD5 of the rows' canonical lines sorted bytewise and joined by newlines): the multiset's
+    fingerprint, computed identically in SQL by `_digest_served`."""
+    if frame.is_empty():
+        return 0, None
+    lines = _canonical_text(frame, table).select(pl.concat_str(pl.all(), separator=_FIELD_SEPARATOR))
+    ordered = sorted(lines.to_series().to_list(), key=str.encode)
+    return len(ordered), hashlib.md5("\n".join(ordered).encode(), usedforsecurity=False).hexdigest()
+
+
+def _digest_served(conn: psycopg.Connection, table: ServingTable, day: dt.date) -> tuple[int, str | None]:
+    line = f"concat_ws(E'\\x1f', {', '.join(_served_text_columns(table))})"
+    query = f"""
+        SELECT count(*), md5(string_agg(line, E'\\n' ORDER BY line COLLATE "C"))
+        FROM (SELECT {line} AS line FROM {table.qualified} WHERE {table.date_column} = %s) AS served
+    """
+    row = conn.execute(query, (day,)).fetchone()
+    assert row is not None
+    return int(row[0]), row[1]
+
+
+def _canonical_lines_of_frame(frame: pl.DataFrame, table: ServingTable) -> Counter[str]:
+    """The rows as canonical text lines, as a multiset."""
+    lines = _canonical_text(frame, table).select(pl.concat_str(pl.all(), separator=_FIELD_SEPARATOR))
+    return Counter(lines.to_series().to_list())
 
 
 def _canonical_lines_served(conn: psycopg.Connection, table: ServingTable, day: dt.date) -> Counter[str]:
-    """The same canonical lines for what PostgreSQL serves (one COPY of the partition)."""
-    columns = ", ".join(
-        f"to_char({c} AT TIME ZONE 'UTC', '{_TS_TEXT}')" if _is_timestamp(c) else f"{c}::text" for c in table.columns
-    )
-    query = f"COPY (SELECT {columns} FROM {table.qualified} WHERE {table.date_column} = %s) TO STDOUT (FORMAT csv)"
-    buffer = bytearray()
-    with (
-        conn.cursor() as cur,
-        cur.copy(psycopg.sql.SQL(query.replace("%s", "{}")).format(psycopg.sql.Literal(day))) as copy,
-    ):
-        for chunk in copy:
-            buffer += chunk
-    return Counter(buffer.decode().splitlines())
+    """The same canonical lines for what PostgreSQL serves."""
+    line = f"concat_ws(E'\\x1f', {', '.join(_served_text_columns(table))})"
+    rows = conn.execute(f"SELECT {line} FROM {table.qualified} WHERE {table.date_column} = %s", (day,)).fetchall()
+    return Counter(row[0] for row in rows)
 
 
 def compare_with_serving(conn: psycopg.Connection, write: PartitionWrite) -> RecomputeResult:
-    """Compare a recomputed partition with what PostgreSQL serves (and the ledger's lake version)."""
+    """Compare a recomputed partition with what PostgreSQL serves (and the ledger's lake version).
+
+    Fingerprints are compared first (PostgreSQL returns one MD5 per table, not the rows); only a table
+    whose fingerprint differs is fetched row by row to count the rows present on one side only.
+    """
     ledger = conn.execute(
         f"SELECT lake_version FROM {SCHEMA}.materializations WHERE asset = %s AND partition_date = %s",
         (write.asset, write.day),
     ).fetchone()
     result = RecomputeResult(write.asset, write.day, None if ledger is None else int(ledger[0]), write.lake_version)
     for table in catalog.TABLES[write.asset]:
-        fresh = _canonical_lines_of_frame(write.tables[table.name], table)
+        frame = write.tables[table.name]
+        if _digest_of_frame(frame, table) == _digest_served(conn, table, write.day):
+            continue
+        fresh = _canonical_lines_of_frame(frame, table)
         served = _canonical_lines_served(conn, table, write.day)
         if fresh != served:
             result.differing_tables[table.name] = sum(((fresh - served) + (served - fresh)).values())
