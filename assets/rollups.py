@@ -68,6 +68,7 @@ def summary_metadata(summary: RunSummary, asset_name: str) -> dict[str, Metadata
     return {
         "partitions": MetadataValue.int(len(outcomes)),
         "rows_written": MetadataValue.int(sum(o.row_count for o in outcomes if o.written)),
+        "rows_changed": MetadataValue.int(sum(o.rows_changed for o in outcomes)),
         "rows_by_partition": MetadataValue.json({o.day.isoformat(): o.row_count for o in outcomes}),
         "lake_version": MetadataValue.int(max((o.lake_version for o in outcomes), default=0)),
         "skipped_as_superseded": MetadataValue.json(skipped),

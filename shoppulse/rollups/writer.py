@@ -69,6 +69,8 @@ class WriteOutcome:
     lake_version: int
     ledger_version: int | None
     """The ledger's lake_version before this write (None: first write of the partition)."""
+    rows_changed: int = 0
+    """Serving rows deleted plus inserted (a first write inserts all; an identical rerun changes none)."""
 
 
 def _csv(table: ServingTable, frame: pl.DataFrame) -> bytes:
@@ -84,11 +86,14 @@ def _csv(table: ServingTable, frame: pl.DataFrame) -> bytes:
     return ordered.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.3f%z", null_value="").encode()
 
 
-def _replace_by_copy(cur: psycopg.Cursor, table: ServingTable, day: dt.date, payload: bytes) -> None:
-    """Delete the partition's rows (normally none: its first write) and COPY the new ones in."""
+def _replace_by_copy(cur: psycopg.Cursor, table: ServingTable, day: dt.date, payload: bytes) -> int:
+    """Delete the partition's rows (normally none: its first write) and COPY the new ones in. Returns how
+    many rows were deleted plus inserted."""
     cur.execute(f"DELETE FROM {table.qualified} WHERE {table.date_column} = %s", (day,))
+    deleted = cur.rowcount
     with cur.copy(f"COPY {table.qualified} ({', '.join(table.columns)}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(payload)
+    return deleted + cur.rowcount
 
 
 def _replace_changed_rows(cur: psycopg.Cursor, table: ServingTable, day: dt.date, payload: bytes) -> int:
@@ -145,11 +150,8 @@ def replace_partition(conn: psycopg.Connection, write: PartitionWrite) -> WriteO
         ledger_version = None if row is None else int(row[0])
         if ledger_version is not None and ledger_version > write.lake_version:
             return WriteOutcome(write.asset, write.day, False, 0, write.lake_version, ledger_version)
-        for table in tables:
-            if ledger_version is None:
-                _replace_by_copy(cur, table, write.day, payloads[table.name])
-            else:
-                _replace_changed_rows(cur, table, write.day, payloads[table.name])
+        replace = _replace_by_copy if ledger_version is None else _replace_changed_rows
+        changed = sum(replace(cur, table, write.day, payloads[table.name]) for table in tables)
         cur.execute(
             UPSERT_LEDGER,
             {
@@ -163,7 +165,7 @@ def replace_partition(conn: psycopg.Connection, write: PartitionWrite) -> WriteO
             },
         )
         cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{write.asset}:{write.day.isoformat()}"))
-    return WriteOutcome(write.asset, write.day, True, write.row_count, write.lake_version, ledger_version)
+    return WriteOutcome(write.asset, write.day, True, write.row_count, write.lake_version, ledger_version, changed)
 
 
 def read_partition_rows(conn: psycopg.Connection, table: ServingTable, day: dt.date) -> pl.DataFrame:

@@ -122,17 +122,18 @@ def _row_versions(database: str) -> dict[str, tuple[int, str]]:
 def test_a_rewrite_writes_only_the_rows_that_differ(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
         first = funnel_rows(DAY, ["DE", "FR", "GB"], sessions=4)
-        replace_partition(conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": first}, lake_version=1))
+        initial = replace_partition(conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": first}, 1))
+        assert initial.rows_changed == 3
         written = _row_versions(database)
 
-        replace_partition(
-            conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": first}, lake_version=1, run_id="r")
-        )
+        rerun = replace_partition(conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": first}, 1, run_id="r"))
         assert _row_versions(database) == written  # identical rerun: no row was touched
+        assert rerun.rows_changed == 0
         assert fetch(database, "SELECT run_id FROM analytics.materializations") == [("r",)]
 
         changed = pl.concat([funnel_rows(DAY, ["DE"], sessions=9), funnel_rows(DAY, ["GB", "US"], sessions=4)])
-        replace_partition(conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": changed}, lake_version=2))
+        outcome = replace_partition(conn, PartitionWrite(catalog.FUNNEL, DAY, {"funnel_daily": changed}, 2))
+    assert outcome.rows_changed == 4  # DE out and in again, FR out, US in
     after = _row_versions(database)
     assert {country: sessions for country, (sessions, _) in after.items()} == {"DE": 9, "GB": 4, "US": 4}
     assert after["GB"] == written["GB"]  # unchanged row kept as it was
