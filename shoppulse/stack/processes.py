@@ -50,6 +50,15 @@ def _stat_fields(pid: int | str) -> list[str] | None:
         return None
 
 
+def child_pids(pid: int) -> list[int]:
+    """Pids of the live direct children of `pid`."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and (fields := _stat_fields(entry.name)) is not None and fields[1] == str(pid)
+    ]
+
+
 def cpu_seconds(pid: int, with_children: bool = False) -> float | None:
     """User + system CPU time a live process has used so far (all its threads), or None when it is gone.
 
@@ -62,10 +71,9 @@ def cpu_seconds(pid: int, with_children: bool = False) -> float | None:
     ticks = int(fields[11]) + int(fields[12])
     if with_children:
         ticks += int(fields[13]) + int(fields[14])
-        for entry in Path("/proc").iterdir():
-            child = _stat_fields(entry.name) if entry.name.isdigit() else None
-            if child is not None and child[1] == str(pid):
-                ticks += int(child[11]) + int(child[12])
+        for child in child_pids(pid):
+            if (fields := _stat_fields(child)) is not None:  # it may have exited in between
+                ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

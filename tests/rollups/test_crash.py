@@ -21,7 +21,7 @@ from shoppulse.rollups import catalog
 from shoppulse.rollups.writer import PartitionWrite, replace_partition
 from shoppulse.settings import Settings
 from shoppulse.stack.postgres import LocalPostgres
-from shoppulse.stack.processes import free_port
+from shoppulse.stack.processes import child_pids, free_port
 from shoppulse.warehouse.db import migrate
 
 DAY = dt.date(2025, 3, 10)
@@ -95,15 +95,7 @@ def state(url: str, day: dt.date) -> tuple[set[int], int, int | None]:
 
 def kill_cluster(postmaster: int) -> None:
     """SIGKILL the postmaster and every backend: no shutdown, no checkpoint (like a power cut for PG)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == postmaster:
-                children.append(int(entry.name))
+    children = child_pids(postmaster)
     for pid in [postmaster, *children]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

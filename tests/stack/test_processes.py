@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from shoppulse.stack.processes import CpuMeter, cpu_seconds
+from shoppulse.stack.processes import CpuMeter, child_pids, cpu_seconds, process_cmdline, wait_until
 
 BURN = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
 
@@ -46,6 +46,9 @@ def test_cpu_meter_counts_a_watched_servers_exited_children() -> None:
         assert meter.watched_s["nobody"] is None
         assert 0 <= meter.process_s < 0.4  # this process only waited
         assert 0 < meter.machine_busy <= 1
+        assert wait_until(lambda: len(child_pids(server.pid)) == 1, timeout=10)  # the burner has exited
+        [sleeper] = child_pids(server.pid)
+        assert (process_cmdline(sleeper) or "").startswith("sleep")
     finally:
         server.kill()
         server.wait()
