@@ -219,38 +219,33 @@ def _served_text_columns(table: ServingTable) -> list[str]:
     ]
 
 
+def _canonical_lines(frame: pl.DataFrame, table: ServingTable) -> list[str]:
+    """The rows as canonical text lines (fields joined by the unit separator)."""
+    text = _canonical_text(frame, table).select(pl.concat_str(pl.all(), separator=_FIELD_SEPARATOR))
+    return text.to_series().to_list()
+
+
+def _served_lines_query(table: ServingTable) -> str:
+    """SELECT of the same canonical lines for what PostgreSQL serves (one parameter: the day)."""
+    line = f"concat_ws(E'\\x1f', {', '.join(_served_text_columns(table))})"
+    return f"SELECT {line} AS line FROM {table.qualified} WHERE {table.date_column} = %s"
+
+
 def _digest_of_frame(frame: pl.DataFrame, table: ServingTable) -> tuple[int, str | None]:
     """(rows, MD5 of the rows' canonical lines sorted bytewise and joined by newlines): the multiset's
     fingerprint, computed identically in SQL by `_digest_served`."""
     if frame.is_empty():
         return 0, None
-    lines = _canonical_text(frame, table).select(pl.concat_str(pl.all(), separator=_FIELD_SEPARATOR))
-    ordered = sorted(lines.to_series().to_list(), key=str.encode)
+    ordered = sorted(_canonical_lines(frame, table), key=str.encode)
     return len(ordered), hashlib.md5("\n".join(ordered).encode(), usedforsecurity=False).hexdigest()
 
 
 def _digest_served(conn: psycopg.Connection, table: ServingTable, day: dt.date) -> tuple[int, str | None]:
-    line = f"concat_ws(E'\\x1f', {', '.join(_served_text_columns(table))})"
-    query = f"""
-        SELECT count(*), md5(string_agg(line, E'\\n' ORDER BY line COLLATE "C"))
-        FROM (SELECT {line} AS line FROM {table.qualified} WHERE {table.date_column} = %s) AS served
-    """
+    query = f"""SELECT count(*), md5(string_agg(line, E'\\n' ORDER BY line COLLATE "C"))
+                FROM ({_served_lines_query(table)}) AS served"""
     row = conn.execute(query, (day,)).fetchone()
     assert row is not None
     return int(row[0]), row[1]
-
-
-def _canonical_lines_of_frame(frame: pl.DataFrame, table: ServingTable) -> Counter[str]:
-    """The rows as canonical text lines, as a multiset."""
-    lines = _canonical_text(frame, table).select(pl.concat_str(pl.all(), separator=_FIELD_SEPARATOR))
-    return Counter(lines.to_series().to_list())
-
-
-def _canonical_lines_served(conn: psycopg.Connection, table: ServingTable, day: dt.date) -> Counter[str]:
-    """The same canonical lines for what PostgreSQL serves."""
-    line = f"concat_ws(E'\\x1f', {', '.join(_served_text_columns(table))})"
-    rows = conn.execute(f"SELECT {line} FROM {table.qualified} WHERE {table.date_column} = %s", (day,)).fetchall()
-    return Counter(row[0] for row in rows)
 
 
 def compare_with_serving(conn: psycopg.Connection, write: PartitionWrite) -> RecomputeResult:
@@ -268,8 +263,8 @@ def compare_with_serving(conn: psycopg.Connection, write: PartitionWrite) -> Rec
         frame = write.tables[table.name]
         if _digest_of_frame(frame, table) == _digest_served(conn, table, write.day):
             continue
-        fresh = _canonical_lines_of_frame(frame, table)
-        served = _canonical_lines_served(conn, table, write.day)
+        fresh = Counter(_canonical_lines(frame, table))
+        served = Counter(line for (line,) in conn.execute(_served_lines_query(table), (write.day,)).fetchall())
         if fresh != served:
             result.differing_tables[table.name] = sum(((fresh - served) + (served - fresh)).values())
     return result

@@ -86,14 +86,19 @@ def _csv(table: ServingTable, frame: pl.DataFrame) -> bytes:
     return ordered.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.3f%z", null_value="").encode()
 
 
+def _copy_rows(cur: psycopg.Cursor, target: str, table: ServingTable, payload: bytes) -> int:
+    """COPY the CSV `payload` (the table's columns, in order) into `target`; returns the rows copied."""
+    with cur.copy(f"COPY {target} ({', '.join(table.columns)}) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(payload)
+    return cur.rowcount
+
+
 def _replace_by_copy(cur: psycopg.Cursor, table: ServingTable, day: dt.date, payload: bytes) -> int:
     """Delete the partition's rows (normally none: its first write) and COPY the new ones in. Returns how
     many rows were deleted plus inserted."""
     cur.execute(f"DELETE FROM {table.qualified} WHERE {table.date_column} = %s", (day,))
     deleted = cur.rowcount
-    with cur.copy(f"COPY {table.qualified} ({', '.join(table.columns)}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(payload)
-    return deleted + cur.rowcount
+    return deleted + _copy_rows(cur, table.qualified, table, payload)
 
 
 def _replace_changed_rows(cur: psycopg.Cursor, table: ServingTable, day: dt.date, payload: bytes) -> int:
@@ -105,8 +110,7 @@ def _replace_changed_rows(cur: psycopg.Cursor, table: ServingTable, day: dt.date
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
         f"SELECT {columns} FROM {table.qualified} WITH NO DATA"
     )
-    with cur.copy(f"COPY pg_temp.{stage} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(payload)
+    _copy_rows(cur, f"pg_temp.{stage}", table, payload)
     same_key = " AND ".join(f"s.{c} = t.{c}" for c in table.key)
     values = [c for c in table.columns if c not in table.key]
     same_values = (
