@@ -219,10 +219,9 @@ def _served_text_columns(table: ServingTable) -> list[str]:
     ]
 
 
-def _canonical_lines(frame: pl.DataFrame, table: ServingTable) -> list[str]:
-    """The rows as canonical text lines (fields joined by the unit separator)."""
-    text = _canonical_text(frame, table).select(pl.concat_str(pl.all(), separator=_FIELD_SEPARATOR))
-    return text.to_series().to_list()
+def _canonical_line_frame(frame: pl.DataFrame, table: ServingTable) -> pl.DataFrame:
+    """The rows as canonical text lines (fields joined by the unit separator), in column `line`."""
+    return _canonical_text(frame, table).select(line=pl.concat_str(pl.all(), separator=_FIELD_SEPARATOR))
 
 
 def _served_lines_query(table: ServingTable) -> str:
@@ -236,8 +235,8 @@ def _digest_of_frame(frame: pl.DataFrame, table: ServingTable) -> tuple[int, str
     fingerprint, computed identically in SQL by `_digest_served`."""
     if frame.is_empty():
         return 0, None
-    ordered = sorted(_canonical_lines(frame, table), key=str.encode)
-    return len(ordered), hashlib.md5("\n".join(ordered).encode(), usedforsecurity=False).hexdigest()
+    lines = _canonical_line_frame(frame, table).select(pl.col("line").sort().str.join("\n"))  # bytewise order
+    return frame.height, hashlib.md5(lines.item().encode(), usedforsecurity=False).hexdigest()
 
 
 def _digest_served(conn: psycopg.Connection, table: ServingTable, day: dt.date) -> tuple[int, str | None]:
@@ -263,7 +262,7 @@ def compare_with_serving(conn: psycopg.Connection, write: PartitionWrite) -> Rec
         frame = write.tables[table.name]
         if _digest_of_frame(frame, table) == _digest_served(conn, table, write.day):
             continue
-        fresh = Counter(_canonical_lines(frame, table))
+        fresh = Counter(_canonical_line_frame(frame, table)["line"].to_list())
         served = Counter(line for (line,) in conn.execute(_served_lines_query(table), (write.day,)).fetchall())
         if fresh != served:
             result.differing_tables[table.name] = sum(((fresh - served) + (served - fresh)).values())
