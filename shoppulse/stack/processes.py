@@ -30,24 +30,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def process_cmdline(pid: int) -> str | None:
-    """The command line of a live process, or None when it does not exist (or is a zombie)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    if ") Z " in status:
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
-
-
 def _stat_fields(pid: int | str) -> list[str] | None:
     """Fields of /proc/<pid>/stat after the command name (index 0 is the state), or None when gone."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
+
+
+def process_cmdline(pid: int) -> str | None:
+    """The command line of a live process, or None when it does not exist (or is a zombie)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
 def child_pids(pid: int) -> list[int]:
