@@ -41,8 +41,8 @@ from shoppulse.contract.schema import ITEM_STRUCT, LAKE_SCHEMA
 from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.lake.writer import append_events
 from shoppulse.settings import get_settings
-from shoppulse.stack.postgres import LocalPostgres
 from shoppulse.stack.processes import CpuMeter
+from shoppulse.stack.services import POSTGRES, local_pid
 from shoppulse.warehouse.db import migrate, with_database
 
 # country, traffic share, currency (a subset of a global shop's markets)
@@ -306,7 +306,7 @@ def dagster_backfill(lake: Path, database_url: str, days: list[dt.date]) -> dict
 
     from assets.backfill import IN_PROCESS_RUNS, run_asset_backfill
 
-    server = None if settings.external_postgres else LocalPostgres(settings).running_pid()
+    server = local_pid(settings, POSTGRES)  # None with an external server: its CPU is not measured
     with instance_for_test(overrides=IN_PROCESS_RUNS) as instance, CpuMeter({"postgres": server}) as cpu:
         began = time.monotonic()
         outcome = run_asset_backfill(instance, ROLLUP_ASSETS, [d.isoformat() for d in days])

@@ -34,8 +34,9 @@ import uuid
 from confluent_kafka.admin import AdminClient
 
 from shoppulse.settings import get_settings
-from shoppulse.stack.kafka import LocalKafka, ensure_topic
+from shoppulse.stack.kafka import ensure_topic
 from shoppulse.stack.processes import CpuMeter
+from shoppulse.stack.services import KAFKA, local_pid
 from simulator.bench_source import burst_batches
 from simulator.faults import TYPICAL_FAULTS, FaultConfig
 from simulator.producer import KafkaSink, MemorySink
@@ -53,12 +54,6 @@ def _per_message(cpu: CpuMeter, messages: int) -> dict:
         "broker_us": None if broker is None else broker / messages * 1e6,
         "machine_busy": cpu.machine_busy,
     }
-
-
-def _broker_pid() -> int | None:
-    """The project-local broker's pid (None with an external broker: its CPU is not measured)."""
-    settings = get_settings()
-    return None if settings.external_kafka else LocalKafka(settings).running_pid()
 
 
 def _topic(bootstrap: str) -> str:
@@ -89,7 +84,7 @@ def _produce_timed(bootstrap: str, name: str, values: list, keys: list, timestam
     topic = _topic(bootstrap)
     try:
         sink = KafkaSink(bootstrap, topic)
-        with CpuMeter({"broker": _broker_pid()}) as cpu:
+        with CpuMeter({"broker": local_pid(get_settings(), KAFKA)}) as cpu:
             began = time.perf_counter()
             sent = sink.send(values, keys, timestamps)
             assert sink.flush(120) == 0, f"{name}: messages not delivered"
@@ -124,7 +119,7 @@ def burst(bootstrap: str | None, events: int, faults: FaultConfig, seed: int) ->
     topic = _topic(bootstrap) if bootstrap else None
     try:
         sink = KafkaSink(bootstrap, topic) if bootstrap and topic else MemorySink(keep=False)
-        with CpuMeter({"broker": _broker_pid() if bootstrap else None}) as cpu:
+        with CpuMeter({"broker": local_pid(get_settings(), KAFKA) if bootstrap else None}) as cpu:
             result = Runner(stream, sink, "burst", topic, progress=False).run_until(end_ms, max_events=events)
     finally:
         if bootstrap and topic:

@@ -116,6 +116,16 @@ def down(settings: Settings, services: list[str] | None = None) -> list[str]:
     return stopped
 
 
+def local_pid(settings: Settings, service: str) -> int | None:
+    """Pid of the project-local broker (KAFKA) or database server (POSTGRES); None when that service is
+    external or not running."""
+    if service == KAFKA:
+        return None if settings.external_kafka else LocalKafka(settings).running_pid()
+    if service == POSTGRES:
+        return None if settings.external_postgres else LocalPostgres(settings).running_pid()
+    raise ValueError(f"unknown service {service!r}: choose {KAFKA} or {POSTGRES}")
+
+
 def status(settings: Settings) -> list[ServiceStatus]:
     """One line of state per backing service."""
     rows: list[ServiceStatus] = []

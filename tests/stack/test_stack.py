@@ -44,6 +44,17 @@ def test_up_twice_is_a_no_op_the_second_time(stack: services.UpReport, settings:
     assert after == before  # same pids, nothing restarted
 
 
+def test_local_pid_names_our_running_services(stack: services.UpReport, settings: Settings) -> None:
+    for service, marker in ((services.KAFKA, "kafka"), (services.POSTGRES, "postgres")):
+        pid = services.local_pid(settings, service)
+        if service in stack.external:
+            assert pid is None
+        else:
+            assert pid is not None and marker in (process_cmdline(pid) or "")
+    with pytest.raises(ValueError, match="unknown service"):
+        services.local_pid(settings, "redis")
+
+
 def test_kafka_produce_consume_round_trip(kafka_topic, settings: Settings) -> None:
     topic = kafka_topic("roundtrip", partitions=3)
     sent = {f"key-{i}".encode(): f"value-{i}-{uuid.uuid4()}".encode() for i in range(500)}
