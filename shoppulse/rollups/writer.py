@@ -78,11 +78,10 @@ def _csv(table: ServingTable, frame: pl.DataFrame) -> bytes:
     if missing:
         raise ValueError(f"{table.name}: rows lack columns {sorted(missing)}")
     ordered = frame.select(table.columns).sort(table.key)
-    repeated = ordered.select(table.key).is_duplicated()
-    if repeated.any():
-        example = ordered.filter(repeated).row(0, named=True)
-        keys = ordered.filter(repeated).select(table.key).n_unique()
-        raise ValueError(f"{table.name}: {keys} key(s) occur more than once, e.g. {example}")
+    repeated = ordered.filter(ordered.select(table.key).is_duplicated())
+    if not repeated.is_empty():
+        keys = repeated.select(table.key).n_unique()
+        raise ValueError(f"{table.name}: {keys} key(s) occur more than once, e.g. {repeated.row(0, named=True)}")
     return ordered.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.3f%z", null_value="").encode()
 
 
