@@ -10,7 +10,8 @@ query over the same Parquet files, measured in the same run.
 3. The backfill: every rollup asset over the whole range, launched like the UI's "Materialize →
    backfill" (a PartitionBackfill driven by the daemon's backfill iteration, against the real
    Definitions), executed in this process into a fresh, migrated PostgreSQL database on the stack's
-   server. The single-run backfill policy makes it ONE run; its asset checks run too, as in the UI.
+   server, with a Dagster instance that stores like the deployed one (dagster.yaml's storage, in a
+   scratch database). The single-run backfill policy makes it ONE run; its asset checks run too, as in the UI.
 4. Prints wall times, events/s, rows written, the run/step breakdown (and the time outside the steps),
    the CPU the backfill used (this process and the PostgreSQL server) against the cores' capacity, and
    the ratio to the baseline.
@@ -295,19 +296,27 @@ def bare_duckdb(lake: Path, days: list[dt.date]) -> tuple[dict[str, float], int]
     return seconds, int(rows)
 
 
-def dagster_backfill(lake: Path, database_url: str, days: list[dt.date]) -> dict[str, object]:
-    """Run the UI-equivalent asset backfill in process; returns timings and what it wrote."""
+def dagster_backfill(
+    lake: Path, database_url: str, dagster_database_url: str, days: list[dt.date]
+) -> dict[str, object]:
+    """Run the UI-equivalent asset backfill in process; returns timings and what it wrote.
+
+    The instance stores like the deployed one: dagster.yaml's storage (PostgreSQL, pooled) in a scratch
+    database, with the stack's DAGSTER_EVENT_BATCH_SIZE."""
+    settings = get_settings()
     os.environ["SHOPPULSE_LAKE_DIR"] = str(lake)
     os.environ["DATABASE_URL"] = database_url
-    settings = get_settings()
+    os.environ["DAGSTER_EVENT_BATCH_SIZE"] = str(settings.dagster_event_batch_size)
     os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)
     os.environ.setdefault("SHOPPULSE_EVENTS_TOPIC", settings.events_topic)
     from dagster import instance_for_test
 
     from assets.backfill import IN_PROCESS_RUNS, run_asset_backfill
+    from pipelines.storage import project_storage_config
 
     server = local_pid(settings, POSTGRES)  # None with an external server: its CPU is not measured
-    with instance_for_test(overrides=IN_PROCESS_RUNS) as instance, CpuMeter({"postgres": server}) as cpu:
+    overrides = {**IN_PROCESS_RUNS, "storage": project_storage_config(dagster_database_url)}
+    with instance_for_test(overrides=overrides) as instance, CpuMeter({"postgres": server}) as cpu:
         began = time.monotonic()
         outcome = run_asset_backfill(instance, ROLLUP_ASSETS, [d.isoformat() for d in days])
         seconds = time.monotonic() - began
@@ -337,7 +346,7 @@ def main() -> None:
     parser.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2025, 4, 1))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--lake-dir", type=Path, default=None, help="Reused when it holds the same lake.")
-    parser.add_argument("--keep-database", action="store_true", help="Keep the scratch database afterwards.")
+    parser.add_argument("--keep-database", action="store_true", help="Keep the scratch databases afterwards.")
     args = parser.parse_args()
 
     settings = get_settings()
@@ -349,18 +358,21 @@ def main() -> None:
 
     bare_before, events = bare_duckdb(lake, days)
 
-    name = f"bench_backfill_{uuid.uuid4().hex[:8]}"
+    suffix = uuid.uuid4().hex[:8]
+    names = [f"bench_backfill_{suffix}", f"bench_backfill_dagster_{suffix}"]
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    database_url = with_database(settings.database_url, name)
+        for name in names:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    database_url, dagster_database_url = (with_database(settings.database_url, name) for name in names)
     try:
         migrate(database_url)
-        result = dagster_backfill(lake, database_url, days)
+        result = dagster_backfill(lake, database_url, dagster_database_url, days)
         bare_after, _ = bare_duckdb(lake, days)
     finally:
         if not args.keep_database:
             with psycopg.connect(settings.database_url, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                for name in names:
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     seconds = float(result["seconds"])  # type: ignore[arg-type]
     bare = {name: min(bare_before[name], bare_after[name]) for name in BARE_QUERIES}
     print(

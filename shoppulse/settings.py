@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         validation_alias="DAGSTER_DATABASE_URL",
         description="Dagster instance storage; unset = local cluster, or DATABASE_URL when that is set.",
     )
+    dagster_event_batch_size: int = Field(
+        default=100,
+        ge=0,
+        validation_alias="DAGSTER_EVENT_BATCH_SIZE",
+        description="Dagster stores a run's per-partition events in batches of this size (0 = one by one).",
+    )
     pg_port: int = Field(default=15432, description="Local PostgreSQL port.")
     pg_user: str = Field(default="shoppulse", description="Local PostgreSQL superuser.")
     pg_database: str = Field(default="shoppulse", description="Local analytics database.")
@@ -129,6 +135,7 @@ class Settings(BaseSettings):
             "SHOPPULSE_LAKE_DIR": str(self.lake_dir),
             "SHOPPULSE_EVENTS_TOPIC": self.events_topic,
             "DAGSTER_HOME": str(self.dagster_home),
+            "DAGSTER_EVENT_BATCH_SIZE": str(self.dagster_event_batch_size),
         }
 
 
