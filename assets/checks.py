@@ -28,7 +28,7 @@ from shoppulse.rollups.checks import (
     MAX_DUPLICATE_RATE,
     net_sales_mismatches,
     raw_partition_quality,
-    recompute_and_compare,
+    recompute_and_compare_days,
     sample_days,
 )
 from shoppulse.settings import get_settings
@@ -142,12 +142,9 @@ def _recompute_results(
     context: AssetCheckExecutionContext, assets: list[str], lake: LakeResource, warehouse: PostgresResource
 ) -> list[AssetCheckResult]:
     days = sample_days(check_days(context), RECOMPUTE_SAMPLE_DAYS, context.run.run_id)
-    with psycopg.connect(warehouse.database_url, autocommit=True) as conn:
-        results = [
-            r
-            for day in days
-            for r in recompute_and_compare(lake.path, conn, assets, day, get_settings().reporting_currency)
-        ]
+    results = recompute_and_compare_days(
+        lake.path, warehouse.database_url, assets, days, get_settings().reporting_currency
+    )
     checks = []
     for name in assets:
         mine = [r for r in results if r.asset == name]

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -287,6 +288,25 @@ def recompute_and_compare(
     if catalog.INGEST_QUALITY in assets:
         writes.append(quality_write(Path(lake_dir), day))
     return [compare_with_serving(conn, write) for write in writes]
+
+
+def recompute_and_compare_days(
+    lake_dir: Path,
+    database_url: str,
+    assets: Collection[str],
+    days: Sequence[dt.date],
+    reporting_currency: str,
+    workers: int = 2,
+) -> list[RecomputeResult]:
+    """`recompute_and_compare` for each of `days`, `workers` days at a time (each on its own connection);
+    results in the order of `days`."""
+
+    def one_day(day: dt.date) -> list[RecomputeResult]:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return recompute_and_compare(lake_dir, conn, assets, day, reporting_currency)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="recompute-check") as pool:
+        return [result for results in pool.map(one_day, days) for result in results]
 
 
 def sample_days(days: Sequence[dt.date], size: int, seed: str) -> list[dt.date]:

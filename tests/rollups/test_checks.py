@@ -9,7 +9,12 @@ from pathlib import Path
 import psycopg
 
 from shoppulse.rollups import catalog
-from shoppulse.rollups.checks import _digest_of_frame, _digest_served, recompute_and_compare
+from shoppulse.rollups.checks import (
+    _digest_of_frame,
+    _digest_served,
+    recompute_and_compare,
+    recompute_and_compare_days,
+)
 from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.runner import (
     EventInputs,
@@ -56,3 +61,12 @@ def test_fingerprints_agree_for_every_serving_table_and_catch_one_changed_value(
         [tampered] = recompute_and_compare(scenario_lake, conn, [catalog.FUNNEL], D2, "USD")
     rows_on_d2 = funnel.tables[table.name].height
     assert tampered.differing_tables == {"funnel_daily": 2 * rows_on_d2}  # each row: one old, one new version
+
+    # Several days at once, each on its own connection: results in the order the days were given.
+    both = recompute_and_compare_days(scenario_lake, database, [catalog.SALES, catalog.FUNNEL], [D2, D1], "USD")
+    assert [(r.day, r.asset, r.matches) for r in both] == [
+        (D2, catalog.SALES, True),
+        (D2, catalog.FUNNEL, False),
+        (D1, catalog.SALES, True),
+        (D1, catalog.FUNNEL, True),
+    ]
