@@ -62,6 +62,8 @@ class DayInputs:
     window: RollingActiveUsers | None = None
     """Distinct users of the MAU window ending with `day` (users rollup only)."""
     window_snapshots: dict[dt.date, PartitionSnapshot] = field(default_factory=dict)
+    users: pl.Series | None = None
+    """The distinct user_ids of the day's events (users rollup only)."""
 
 
 def _read_day(lake_dir: Path, day: dt.date) -> tuple[LakeState, DayEvents]:
@@ -104,6 +106,7 @@ class EventInputs:
             oldest = day - dt.timedelta(days=MAU_DAYS - 1)
             self._snapshots = {d: s for d, s in self._snapshots.items() if d >= oldest}
             inputs.window = window
+            inputs.users = users
             inputs.window_snapshots = dict(self._snapshots)
             inputs.tail = self._tail(day)
             self._previous = inputs
@@ -165,7 +168,7 @@ def event_rollup_writes(
             if inputs.window is None or inputs.tail is None:
                 raise ValueError("users rollup needs inputs read with_users=True")
             tables = {
-                "active_users_minute": active_users_minute(events, inputs.tail, day),
+                "active_users_minute": active_users_minute(events, inputs.tail, day, inputs.users),
                 "users_daily": users_daily(events, day, inputs.window),
             }
             snapshots = list(inputs.window_snapshots.values())

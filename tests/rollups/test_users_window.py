@@ -12,6 +12,8 @@ import pytest
 from shoppulse.rollups import users
 from shoppulse.rollups.users import RollingActiveUsers, UserCodes, sliding_distinct_counts
 
+MINUTE = dt.timedelta(minutes=1)
+
 
 def test_user_codes_are_stable_across_calls() -> None:
     codes = UserCodes()
@@ -56,6 +58,63 @@ def test_sliding_minute_counts_match_brute_force() -> None:
         for minute in (0, 1, 17, 59, 60, 150, 299):
             inside = (minutes <= minute) & (minutes > minute - n)
             assert counts[n][minute] == len(set(users[inside])), (n, minute)
+
+
+def test_sliding_counts_take_hash_sized_entities() -> None:
+    rng = np.random.default_rng(5)
+    entities = rng.integers(0, 1 << 52, 40, dtype=np.int64)[rng.integers(0, 40, 3_000)]  # 40 big "hashes"
+    minutes = rng.integers(-60, 1_440, 3_000)  # 11 bits of slots: entities may use 53
+    counts = sliding_distinct_counts(pl.Series(entities), pl.Series(minutes), 0, 1_439, (1, 30))
+    for n in (1, 30):
+        for minute in (0, 29, 700, 1_439):
+            inside = (minutes <= minute) & (minutes > minute - n)
+            assert counts[n][minute] == len(set(entities[inside])), (n, minute)
+    with pytest.raises(ValueError, match="below 2\\*\\*53"):
+        sliding_distinct_counts(pl.Series([1 << 53, 1]), pl.Series([1_000, -60]), 0, 1_439, (1,))
+
+
+def _minute_frame(rng: random.Random, day: dt.date, rows: int, users: int) -> pl.DataFrame:
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
+    return pl.DataFrame(
+        {
+            "user_id": [f"u{rng.randrange(users)}" for _ in range(rows)],
+            "event_ts": [start + dt.timedelta(seconds=rng.randrange(3 * 3600)) for _ in range(rows)],
+        },
+        schema={"user_id": pl.String, "event_ts": pl.Datetime("ms", "UTC")},
+    )
+
+
+def test_active_users_per_minute_match_brute_force_with_and_without_hashing() -> None:
+    rng = random.Random(11)
+    day = dt.date(2025, 3, 2)
+    events = _minute_frame(rng, day, 3_000, 300)
+    tail = (
+        _minute_frame(rng, day - dt.timedelta(days=1), 400, 300)
+        .with_columns(
+            pl.col("event_ts") + dt.timedelta(hours=23)  # the previous day's last hour
+        )
+        .filter(pl.col("event_ts") >= dt.datetime.combine(day, dt.time(), dt.UTC) - dt.timedelta(minutes=59))
+    )
+    both = pl.concat([events, tail])
+    given = users.active_users_minute(events, tail, day, events["user_id"].unique())
+    assert given.equals(users.active_users_minute(events, tail, day))
+    for row in given.filter(pl.col("minute_start").dt.minute().is_in([0, 7, 59])).iter_rows(named=True):
+        for n, column in zip(users.ACTIVE_USER_WINDOWS_MINUTES, users.ACTIVE_USER_COLUMNS, strict=True):
+            since = row["minute_start"] - dt.timedelta(minutes=n - 1)
+            inside = both.filter((pl.col("event_ts") >= since) & (pl.col("event_ts") < row["minute_start"] + MINUTE))
+            assert row[column] == inside["user_id"].n_unique(), (row["minute_start"], n)
+
+
+def test_user_keys_fall_back_to_codes_when_hashes_collide() -> None:
+    pairs = pl.DataFrame({"user_id": ["a", "b", "c", "a", "d", "b"]})
+    empty_tail = pl.DataFrame({"user_id": []}, schema={"user_id": pl.String})
+    for known in (None, pl.Series(["a", "b", "c", "d"])):
+        keys = users._user_keys(pairs, empty_tail, known, bits=1)  # 4 users cannot have distinct 1-bit keys
+        per_user = pairs.with_columns(key=keys).group_by("user_id").agg(pl.col("key").n_unique())
+        assert per_user["key"].to_list() == [1, 1, 1, 1]
+        assert keys.n_unique() == 4
+        hashed = users._user_keys(pairs, empty_tail, known, bits=52)
+        assert hashed.n_unique() == 4 and hashed.max() < 1 << 52
 
 
 def test_derived_cache_is_bounded(tmp_path) -> None:
