@@ -84,6 +84,6 @@ def run_asset_backfill(
                 break
             if time.monotonic() - began > timeout_seconds:
                 raise TimeoutError(f"backfill {backfill.backfill_id} still {current.status} after {timeout_seconds}s")
-            time.sleep(0.2)
+            time.sleep(0.05)
     run_ids = [r.run_id for r in instance.get_runs() if r.tags.get("dagster/backfill") == backfill.backfill_id]
     return BackfillOutcome(backfill.backfill_id, current.status, run_ids, time.monotonic() - began)

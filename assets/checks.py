@@ -9,7 +9,6 @@ run's `shoppulse/check_days` tag, by default yesterday and today. Plain logic li
 import datetime as dt
 from collections.abc import Iterator
 
-import psycopg
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -109,8 +108,7 @@ def raw_events_quality(context: AssetCheckExecutionContext, lake: LakeResource) 
     "sales rows equal the day's net sales in sales_daily.",
 )
 def net_sales_add_up(context: AssetCheckExecutionContext, warehouse: PostgresResource) -> AssetCheckResult:
-    with psycopg.connect(warehouse.database_url, autocommit=True) as conn:
-        compared, mismatches = net_sales_mismatches(conn, check_days(context))
+    compared, mismatches = net_sales_mismatches(warehouse.database_url, check_days(context))
     return AssetCheckResult(
         passed=not mismatches,
         metadata={

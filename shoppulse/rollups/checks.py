@@ -121,49 +121,67 @@ class SumMismatch:
     sales_net_sales: int
 
 
-def net_sales_mismatches(conn: psycopg.Connection, days: Sequence[dt.date]) -> tuple[list[dt.date], list[SumMismatch]]:
+NET_SALES_PARTS = (
+    "product_sales_daily",
+    "category_sales_daily",
+    "product_sales_hourly",
+    "category_sales_15m",
+    "sales_15m",
+)
+"""Tables whose net sales, summed per day and currency, must equal `sales_daily`'s."""
+
+
+def net_sales_mismatches(
+    database_url: str, days: Sequence[dt.date], workers: int = 2
+) -> tuple[list[dt.date], list[SumMismatch]]:
     """Days whose products, categories and 15-minute sales do not add up to `sales_daily` net sales.
 
     Only days where `sales` and `products` were computed from the same lake version are compared
-    (returned first); a day where one of them is newer is waiting for the other's rerun.
+    (returned first); a day where one of them is newer is waiting for the other's rerun. Over several
+    days the tables are summed `workers` at a time, each on its own connection.
     """
-    comparable = [
-        row[0]
-        for row in conn.execute(
-            f"""
-            SELECT s.partition_date FROM {SCHEMA}.materializations s
-            JOIN {SCHEMA}.materializations p ON p.partition_date = s.partition_date AND p.asset = %s
-            WHERE s.asset = %s AND s.partition_date = ANY(%s) AND s.lake_version = p.lake_version
-            ORDER BY 1
-            """,
-            (catalog.PRODUCTS, catalog.SALES, list(days)),
-        ).fetchall()
-    ]
-    mismatches = []
-    for table in (
-        "product_sales_daily",
-        "category_sales_daily",
-        "product_sales_hourly",
-        "category_sales_15m",
-        "sales_15m",
-    ):
-        for day, currency, table_net, sales_net in conn.execute(
-            f"""
-            WITH part AS (
-                SELECT event_date, currency, sum(net_sales) AS net FROM {SCHEMA}.{table}
-                WHERE event_date = ANY(%(days)s) GROUP BY 1, 2
-            ), total AS (
-                SELECT event_date, currency, net_sales AS net FROM {SCHEMA}.sales_daily WHERE event_date = ANY(%(days)s)
-            )
-            SELECT coalesce(part.event_date, total.event_date), coalesce(part.currency, total.currency),
-                   coalesce(part.net, 0), coalesce(total.net, 0)
-            FROM part FULL JOIN total USING (event_date, currency)
-            WHERE coalesce(part.net, 0) <> coalesce(total.net, 0)
-            """,
-            {"days": comparable},
-        ).fetchall():
-            mismatches.append(SumMismatch(day, currency.strip(), table, int(table_net), int(sales_net)))
-    return comparable, mismatches
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        comparable = [
+            row[0]
+            for row in conn.execute(
+                f"""
+                SELECT s.partition_date FROM {SCHEMA}.materializations s
+                JOIN {SCHEMA}.materializations p ON p.partition_date = s.partition_date AND p.asset = %s
+                WHERE s.asset = %s AND s.partition_date = ANY(%s) AND s.lake_version = p.lake_version
+                ORDER BY 1
+                """,
+                (catalog.PRODUCTS, catalog.SALES, list(days)),
+            ).fetchall()
+        ]
+        if len(comparable) <= 1:  # a live run's day: a few small sums, not worth more connections
+            return comparable, [m for table in NET_SALES_PARTS for m in _net_sales_mismatches(conn, table, comparable)]
+
+    def on_own_connection(table: str) -> list[SumMismatch]:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return _net_sales_mismatches(conn, table, comparable)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="net-sales-check") as pool:
+        return comparable, [m for found in pool.map(on_own_connection, NET_SALES_PARTS) for m in found]
+
+
+def _net_sales_mismatches(conn: psycopg.Connection, table: str, days: list[dt.date]) -> list[SumMismatch]:
+    """(day, currency) pairs of `days` where Σ net_sales of `table` differs from `sales_daily`'s."""
+    rows = conn.execute(
+        f"""
+        WITH part AS (
+            SELECT event_date, currency, sum(net_sales) AS net FROM {SCHEMA}.{table}
+            WHERE event_date = ANY(%(days)s) GROUP BY 1, 2
+        ), total AS (
+            SELECT event_date, currency, net_sales AS net FROM {SCHEMA}.sales_daily WHERE event_date = ANY(%(days)s)
+        )
+        SELECT coalesce(part.event_date, total.event_date), coalesce(part.currency, total.currency),
+               coalesce(part.net, 0), coalesce(total.net, 0)
+        FROM part FULL JOIN total USING (event_date, currency)
+        WHERE coalesce(part.net, 0) <> coalesce(total.net, 0)
+        """,
+        {"days": days},
+    ).fetchall()
+    return [SumMismatch(day, currency.strip(), table, int(net), int(sales)) for day, currency, net, sales in rows]
 
 
 @dataclass

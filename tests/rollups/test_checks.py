@@ -10,8 +10,10 @@ import psycopg
 
 from shoppulse.rollups import catalog
 from shoppulse.rollups.checks import (
+    NET_SALES_PARTS,
     _digest_of_frame,
     _digest_served,
+    net_sales_mismatches,
     recompute_and_compare,
     recompute_and_compare_days,
 )
@@ -70,3 +72,18 @@ def test_fingerprints_agree_for_every_serving_table_and_catch_one_changed_value(
         (D1, catalog.SALES, True),
         (D1, catalog.FUNNEL, True),
     ]
+
+
+def test_net_sales_sums_over_several_days_find_the_tampered_day(scenario_lake: Path, database: str) -> None:
+    run_partition_writes(database, [D1, D2], fx_write)
+    run_event_rollups(scenario_lake, database, [D1, D2], catalog.EVENT_ROLLUPS, "USD")
+    assert net_sales_mismatches(database, [D1, D2]) == ([D1, D2], [])
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("UPDATE analytics.sales_daily SET net_sales = net_sales + 7 WHERE event_date = %s", (D1,))
+        tampered = conn.execute("SELECT count(*) FROM analytics.sales_daily WHERE event_date = %s", (D1,)).fetchone()
+    for days in ([D1, D2], [D1]):  # several days (a connection per table) and a live run's single day
+        compared, mismatches = net_sales_mismatches(database, days)
+        assert compared == days
+        assert {m.table for m in mismatches} == set(NET_SALES_PARTS)
+        assert len(mismatches) == len(NET_SALES_PARTS) * tampered[0]
+        assert all(m.day == D1 and m.sales_net_sales == m.table_net_sales + 7 for m in mismatches)
