@@ -18,7 +18,7 @@ BENCHMARKS = {
     "simulator": ["simulator_throughput.py"],
     "ingest": ["ingest.py"],
     "freshness": ["freshness.py"],
-    "backfill": ["backfill.py"],
+    "backfill": ["backfill.py", "--repeat", "3"],
     "api": ["api_load.py"],
 }
 
