@@ -319,14 +319,19 @@ def run_event_rollups(
 
 
 def run_partition_writes(
-    database_url: str, days: Iterable[dt.date], make_write: Callable[[dt.date], PartitionWrite]
+    database_url: str, days: Iterable[dt.date], make_write: Callable[[dt.date], PartitionWrite], writers: int = 2
 ) -> RunSummary:
-    """Replace one partition per day with `make_write(day)` (fx_rates, ingest_quality)."""
+    """Replace one partition per day with `make_write(day)` (fx_rates, ingest_quality); a day's write
+    overlaps computing the next one's, on `writers` connections."""
     began = time.monotonic()
-    summary = RunSummary()
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    pool = PartitionWriters(database_url, workers=writers)
+    try:
         for day in sorted(set(days)):
-            summary.outcomes.append(replace_partition(conn, make_write(day)))
+            pool.submit(make_write(day))
+        summary = RunSummary(pool.finish())
+    except BaseException:
+        pool.close()
+        raise
     summary.seconds = time.monotonic() - began
     return summary
 
