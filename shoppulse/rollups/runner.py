@@ -273,6 +273,12 @@ class PartitionWriters:
         for conn in self._connections:
             conn.close()
 
+    def __enter__(self) -> PartitionWriters:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # after `finish`, or on an error: pending writes are cancelled, connections closed
+
 
 def run_event_rollups(
     lake_dir: Path,
@@ -286,8 +292,7 @@ def run_event_rollups(
     """Compute and replace the selected event rollups for `days` (read in ascending order)."""
     began = time.monotonic()
     selected = [a for a in catalog.EVENT_ROLLUPS if a in assets]
-    pool = PartitionWriters(database_url, workers=writers)
-    try:
+    with PartitionWriters(database_url, workers=writers) as pool:
         with (
             psycopg.connect(database_url, autocommit=True) as conn,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollup-read-ahead") as read_ahead,
@@ -306,9 +311,6 @@ def run_event_rollups(
                 for write in event_rollup_writes(inputs, selected, fx, reporting_currency, run_id, compute):
                     pool.submit(write)
         summary = RunSummary(pool.finish())
-    except BaseException:
-        pool.close()
-        raise
     for outcome in summary.outcomes:
         if not outcome.written:
             logger.info(
@@ -324,14 +326,10 @@ def run_partition_writes(
     """Replace one partition per day with `make_write(day)` (fx_rates, ingest_quality); a day's write
     overlaps computing the next one's, on `writers` connections."""
     began = time.monotonic()
-    pool = PartitionWriters(database_url, workers=writers)
-    try:
+    with PartitionWriters(database_url, workers=writers) as pool:
         for day in sorted(set(days)):
             pool.submit(make_write(day))
         summary = RunSummary(pool.finish())
-    except BaseException:
-        pool.close()
-        raise
     summary.seconds = time.monotonic() - began
     return summary
 
