@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -29,6 +30,9 @@ from shoppulse.rollups.catalog import SCHEMA, ServingTable
 from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.runner import EventInputs, event_rollup_writes, fx_write, quality_write
 from shoppulse.rollups.writer import PartitionWrite
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 KEY_COLUMNS = (
     "event_id",
@@ -156,12 +160,23 @@ def net_sales_mismatches(
         if len(comparable) <= 1:  # a live run's day: a few small sums, not worth more connections
             return comparable, [m for table in NET_SALES_PARTS for m in _net_sales_mismatches(conn, table, comparable)]
 
-    def on_own_connection(table: str) -> list[SumMismatch]:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            return _net_sales_mismatches(conn, table, comparable)
+    return comparable, _on_own_connections(
+        database_url, lambda conn, table: _net_sales_mismatches(conn, table, comparable), NET_SALES_PARTS, workers
+    )
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="net-sales-check") as pool:
-        return comparable, [m for found in pool.map(on_own_connection, NET_SALES_PARTS) for m in found]
+
+def _on_own_connections(
+    database_url: str, work: Callable[[psycopg.Connection, T], list[R]], items: Sequence[T], workers: int
+) -> list[R]:
+    """`work(conn, item)` for every item, `workers` at a time, each on a connection of its own; the results
+    concatenated in the order of `items`."""
+
+    def one(item: T) -> list[R]:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return work(conn, item)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rollup-check") as pool:
+        return [result for results in pool.map(one, items) for result in results]
 
 
 def _net_sales_mismatches(conn: psycopg.Connection, table: str, days: list[dt.date]) -> list[SumMismatch]:
@@ -318,13 +333,12 @@ def recompute_and_compare_days(
 ) -> list[RecomputeResult]:
     """`recompute_and_compare` for each of `days`, `workers` days at a time (each on its own connection);
     results in the order of `days`."""
-
-    def one_day(day: dt.date) -> list[RecomputeResult]:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            return recompute_and_compare(lake_dir, conn, assets, day, reporting_currency)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="recompute-check") as pool:
-        return [result for results in pool.map(one_day, days) for result in results]
+    return _on_own_connections(
+        database_url,
+        lambda conn, day: recompute_and_compare(lake_dir, conn, assets, day, reporting_currency),
+        days,
+        workers,
+    )
 
 
 def sample_days(days: Sequence[dt.date], size: int, seed: str) -> list[dt.date]:
