@@ -87,14 +87,16 @@ def _minute_frame(rng: random.Random, day: dt.date, rows: int, users: int) -> pl
 def test_active_users_per_minute_match_brute_force_with_and_without_hashing() -> None:
     rng = random.Random(11)
     day = dt.date(2025, 3, 2)
+    midnight = dt.datetime.combine(day, dt.time(), dt.UTC)
     events = _minute_frame(rng, day, 3_000, 300)
     tail = (
         _minute_frame(rng, day - dt.timedelta(days=1), 400, 300)
         .with_columns(
             pl.col("event_ts") + dt.timedelta(hours=23)  # the previous day's last hour
         )
-        .filter(pl.col("event_ts") >= dt.datetime.combine(day, dt.time(), dt.UTC) - dt.timedelta(minutes=59))
+        .filter(pl.col("event_ts").is_between(midnight - dt.timedelta(minutes=59), midnight, closed="left"))
     )
+    assert tail.height > 0
     both = pl.concat([events, tail])
     given = users.active_users_minute(events, tail, day, events["user_id"].unique())
     assert given.equals(users.active_users_minute(events, tail, day))
