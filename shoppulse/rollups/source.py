@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake import commit as log
@@ -65,6 +67,8 @@ customers rollups read."""
 
 _SHARED_COLUMNS = [name for name in SALES_COLUMNS if name in ACTIVITY_COLUMNS]
 _MONEY_COLUMNS = [name for name in SALES_COLUMNS if name not in ACTIVITY_COLUMNS]
+_MONEY_SCALARS = [name for name in _MONEY_COLUMNS if name != "items"]
+_ITEMS_ARROW_TYPE = pl.Series(dtype=LAKE_SCHEMA["items"]).to_arrow().type
 
 
 @dataclass(frozen=True)
@@ -138,12 +142,16 @@ def load_day(lake_dir: Path, day: dt.date) -> DayEvents:
     # The second read decodes only the money columns; the columns both frames have are gathered from
     # `events` by row number instead of being decoded again for every row of the day.
     money = (
-        scan_partition(snapshot, _columns("event_type", *_MONEY_COLUMNS), row_index=True)
+        scan_partition(snapshot, _columns("event_type", *_MONEY_SCALARS), row_index=True)
         .filter(pl.col("event_type").is_in(SALES_EVENT_TYPES))
         .collect()
     )
     sales = pl.concat(
-        [money.select("row"), events.select(_SHARED_COLUMNS).gather(money["row"]), money.select(_MONEY_COLUMNS)],
+        [
+            money.select("row"),
+            events.select(_SHARED_COLUMNS).gather(money["row"]),
+            money.select(_MONEY_SCALARS).with_columns(items=order_lines_of_rows(snapshot, money["row"])),
+        ],
         how="horizontal",
     ).select("row", *SALES_COLUMNS)
     drop = later_copies(events.drop("row"))
@@ -152,6 +160,25 @@ def load_day(lake_dir: Path, day: dt.date) -> DayEvents:
         events = events.filter(pl.repeat(True, events.height, dtype=pl.Boolean, eager=True).scatter(drop, False))
         sales = sales.filter(~pl.col("row").is_in(drop.implode()))
     return DayEvents(day, snapshot, events.drop("row"), sales.drop("row"), drop.len())
+
+
+def order_lines_of_rows(snapshot: PartitionSnapshot, rows: pl.Series) -> pl.Series:
+    """The `items` of the given rows (row numbers across the snapshot's files, in their order).
+
+    PyArrow's reader decodes this nested, mostly null column ~3x faster than Polars' (~40 against
+    ~120 ms of CPU for a 1M-event day), and only the money-moving rows are kept from it.
+    """
+    if rows.is_empty():
+        return pl.Series("items", [], dtype=LAKE_SCHEMA["items"])
+    chunks = []
+    for path in snapshot.paths:
+        file = pq.ParquetFile(path)
+        if "items" in file.schema_arrow.names:
+            chunks.extend(file.read(columns=["items"]).column("items").cast(_ITEMS_ARROW_TYPE).chunks)
+        else:  # a file older than the column: its rows have no order lines
+            chunks.append(pa.nulls(file.metadata.num_rows, _ITEMS_ARROW_TYPE))
+    picked = pa.chunked_array(chunks, _ITEMS_ARROW_TYPE).take(rows.to_arrow())
+    return pl.Series("items", picked).cast(LAKE_SCHEMA["items"])
 
 
 def entity_codes(column: str) -> pl.Expr:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import polars as pl
 
+from shoppulse.contract.schema import LAKE_SCHEMA
+from shoppulse.lake.layout import LakeTable, PartitionSnapshot
 from shoppulse.lake.writer import append_events
 from shoppulse.rollups.dedup import first_copies
-from shoppulse.rollups.source import load_day
+from shoppulse.rollups.source import load_day, order_lines_of_rows
 from tests.rollups.scenario import D1, at, event, frame, line, order
 
 
@@ -83,3 +85,19 @@ def test_money_columns_come_from_the_same_copy_as_the_rest_of_the_row(tmp_path: 
     assert (kept["country"], kept["shipping"], kept["items"][0]["product_id"]) == ("US", 50, "p1")
     cancelled = sales.filter(pl.col("event_type") == "order_cancelled").row(0, named=True)
     assert (cancelled["currency"], cancelled["user_id"], cancelled["subtotal"]) == ("EUR", "u2", 300)
+
+
+def test_order_lines_come_from_their_own_rows_across_files_and_older_files(tmp_path: Path) -> None:
+    """The money read takes `items` by row number across the partition's files; a file written before
+    the column existed gives its rows no order lines."""
+    lines = pl.Series("items", [[line("p1", "c", 1, 100)], None, [line("p3", "c", 3, 300)]], dtype=LAKE_SCHEMA["items"])
+    with_items = pl.DataFrame({"n": [0, 1, 2]}).with_columns(lines)
+    older = pl.DataFrame({"n": [3, 4]})  # no items column at all
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    with_items.write_parquet(paths[0])
+    older.write_parquet(paths[1])
+    snapshot = PartitionSnapshot(LakeTable.EVENTS, D1, version=1, files=tuple(paths), rows=5)
+    picked = order_lines_of_rows(snapshot, pl.Series([2, 0, 3], dtype=pl.UInt32))
+    assert picked.dtype == LAKE_SCHEMA["items"]
+    assert [None if v is None else [i["product_id"] for i in v] for v in picked.to_list()] == [["p3"], ["p1"], None]
+    assert order_lines_of_rows(snapshot, pl.Series([], dtype=pl.UInt32)).dtype == LAKE_SCHEMA["items"]
