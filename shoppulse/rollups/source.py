@@ -172,11 +172,11 @@ def order_lines_of_rows(snapshot: PartitionSnapshot, rows: pl.Series) -> pl.Seri
         return pl.Series("items", [], dtype=LAKE_SCHEMA["items"])
     chunks = []
     for path in snapshot.paths:
-        file = pq.ParquetFile(path)
-        if "items" in file.schema_arrow.names:
-            chunks.extend(file.read(columns=["items"]).column("items").cast(_ITEMS_ARROW_TYPE).chunks)
-        else:  # a file older than the column: its rows have no order lines
-            chunks.append(pa.nulls(file.metadata.num_rows, _ITEMS_ARROW_TYPE))
+        with pq.ParquetFile(path) as file:
+            if "items" in file.schema_arrow.names:
+                chunks.extend(file.read(columns=["items"]).column("items").cast(_ITEMS_ARROW_TYPE).chunks)
+            else:  # a file older than the column: its rows have no order lines
+                chunks.append(pa.nulls(file.metadata.num_rows, _ITEMS_ARROW_TYPE))
     picked = pa.chunked_array(chunks, _ITEMS_ARROW_TYPE).take(rows.to_arrow())
     return pl.Series("items", picked).cast(LAKE_SCHEMA["items"])
 
