@@ -29,7 +29,7 @@ from shoppulse.rollups import catalog
 from shoppulse.rollups.catalog import SCHEMA, ServingTable
 from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.runner import EventInputs, event_rollup_writes, fx_write, quality_write
-from shoppulse.rollups.writer import PartitionWrite
+from shoppulse.rollups.writer import PartitionWrite, ledger_lake_version
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -287,11 +287,8 @@ def compare_with_serving(conn: psycopg.Connection, write: PartitionWrite) -> Rec
     Fingerprints are compared first (PostgreSQL returns one MD5 per table, not the rows); only a table
     whose fingerprint differs is fetched row by row to count the rows present on one side only.
     """
-    ledger = conn.execute(
-        f"SELECT lake_version FROM {SCHEMA}.materializations WHERE asset = %s AND partition_date = %s",
-        (write.asset, write.day),
-    ).fetchone()
-    result = RecomputeResult(write.asset, write.day, None if ledger is None else int(ledger[0]), write.lake_version)
+    ledger = ledger_lake_version(conn, write.asset, write.day)
+    result = RecomputeResult(write.asset, write.day, ledger, write.lake_version)
     for table in catalog.TABLES[write.asset]:
         frame = write.tables[table.name]
         if _digest_of_frame(frame, table) == _digest_served(conn, table, write.day):

@@ -131,6 +131,14 @@ def _replace_changed_rows(cur: psycopg.Cursor, table: ServingTable, day: dt.date
     return changed + cur.rowcount
 
 
+def ledger_lake_version(db: psycopg.Connection | psycopg.Cursor, asset: str, day: dt.date) -> int | None:
+    """The lake version the ledger records for (asset, day); None if the partition was never written."""
+    row = db.execute(
+        f"SELECT lake_version FROM {SCHEMA}.materializations WHERE asset = %s AND partition_date = %s", (asset, day)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def replace_partition(conn: psycopg.Connection, write: PartitionWrite) -> WriteOutcome:
     """Replace one (asset, partition) in one transaction (see module doc). `conn` must be in autocommit
     mode (the transaction is opened here)."""
@@ -145,12 +153,7 @@ def replace_partition(conn: psycopg.Connection, write: PartitionWrite) -> WriteO
         cur.execute(
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, f"{write.asset}:{write.day.isoformat()}")
         )
-        cur.execute(
-            f"SELECT lake_version FROM {SCHEMA}.materializations WHERE asset = %s AND partition_date = %s",
-            (write.asset, write.day),
-        )
-        row = cur.fetchone()
-        ledger_version = None if row is None else int(row[0])
+        ledger_version = ledger_lake_version(cur, write.asset, write.day)
         if ledger_version is not None and ledger_version > write.lake_version:
             return WriteOutcome(write.asset, write.day, False, 0, write.lake_version, ledger_version)
         replace = _replace_by_copy if ledger_version is None else _replace_changed_rows
