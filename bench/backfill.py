@@ -307,6 +307,7 @@ def dagster_backfill(
     database, with the stack's DAGSTER_EVENT_BATCH_SIZE."""
     settings = get_settings()
     os.environ["SHOPPULSE_LAKE_DIR"] = str(lake)
+    os.environ["SHOPPULSE_LAKE_URI"] = str(lake)
     os.environ["DATABASE_URL"] = database_url
     os.environ["DAGSTER_EVENT_BATCH_SIZE"] = str(settings.dagster_event_batch_size)
     os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)

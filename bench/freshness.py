@@ -27,7 +27,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from shoppulse.lake import commit as log
+from shoppulse.lake import table_version
 from shoppulse.settings import PROJECT_ROOT, get_settings
 from shoppulse.stack import services
 from shoppulse.stack.isolated import start_isolated_run
@@ -52,7 +52,7 @@ def poll_watermarks(database_url: str, lake: Path, seconds: float) -> tuple[list
             ).fetchone()
             if row and row[0] is not None:
                 serving.append((now, row[0].timestamp()))
-            seq = log.read_applied(lake)
+            seq = table_version(lake)
             if seq > seen_seq:
                 seen_seq = seq
                 lake_commits.append((now, seq))

@@ -7,7 +7,7 @@ from assets.jobs import rollup_checks_hourly, rollup_checks_job, rollups_job
 from assets.raw import raw_events
 from assets.retention import dagster_storage_retention, dagster_storage_retention_schedule
 from assets.rollups import ROLLUP_ASSETS
-from pipelines.ingest import kafka_drain
+from pipelines.ingest import drain_sensors
 from resources import KafkaResource, LakeResource, PostgresResource
 
 defs = Definitions(
@@ -15,14 +15,14 @@ defs = Definitions(
     asset_checks=[*RAW_CHECKS_DEFS, *ROLLUP_CHECKS],
     jobs=[rollups_job, rollup_checks_job, dagster_storage_retention],
     schedules=[dagster_storage_retention_schedule, rollup_checks_hourly],
-    sensors=[kafka_drain],
+    sensors=drain_sensors(),
     # Every run (UI materializations and backfills included) executes its steps in one process.
     executor=in_process_executor,
     resources={
         "kafka": KafkaResource(
             bootstrap_servers=EnvVar("KAFKA_BOOTSTRAP_SERVERS"), events_topic=EnvVar("SHOPPULSE_EVENTS_TOPIC")
         ),
-        "lake": LakeResource(lake_dir=EnvVar("SHOPPULSE_LAKE_DIR")),
+        "lake": LakeResource(lake_dir=EnvVar("SHOPPULSE_LAKE_URI")),
         "warehouse": PostgresResource(database_url=EnvVar("DATABASE_URL")),
     },
 )

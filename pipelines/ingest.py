@@ -1,9 +1,14 @@
-"""The `kafka_drain` sensor: every tick, drain Kafka into the lake and report what changed.
+"""The `kafka_drain` sensor(s): every tick, drain Kafka into the lake and report what changed.
 
 The drain itself is plain Python (:mod:`shoppulse.lake.drain`); this sensor only runs it and turns
-the lake's commit log into Dagster events. Its cursor is the last lake commit it reported, so a tick
+the lake's Delta log into Dagster events. Its cursor is the last table version it reported, so a tick
 that fails (or times out) is simply reported again by the next one: the drain has already made its
 commit durable, and materializing a partition twice is harmless.
+
+With SHOPPULSE_DRAIN_SHARDS=N there are N sensors (`kafka_drain_shard_I_of_N`), each draining the
+partitions p with p % N == I and reporting only its own commits; they commit to the same table
+concurrently. A rollup run requested by one shard for a partition covers the others' changes while
+it waits, so requests for the same partition coalesce (see `rollup_run_requests`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dagster import (
     MetadataValue,
     RunRequest,
     RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     sensor,
@@ -46,13 +52,14 @@ PARTITION_TAG = "dagster/partition"
 WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
 
 
-def drain_config(kafka: KafkaResource, lake: LakeResource) -> DrainConfig:
+def drain_config(kafka: KafkaResource, lake: LakeResource, shard: tuple[int, int] | None = None) -> DrainConfig:
     return DrainConfig.from_settings(
         get_settings(),
         bootstrap_servers=kafka.bootstrap_servers,
         topic=kafka.events_topic,
         lake_dir=lake.path,
         max_seconds=DRAIN_BUDGET_SECONDS,
+        shard=shard,
     )
 
 
@@ -117,27 +124,24 @@ def rollup_run_requests(changes: LakeChanges, instance: DagsterInstance, today: 
     ]
 
 
-@sensor(
-    name="kafka_drain",
-    job=rollups_job,
-    minimum_interval_seconds=DRAIN_INTERVAL_SECONDS,
-    default_status=DefaultSensorStatus.RUNNING,
-    description=(
-        "Drains the events topic into the Parquet lake (effectively once: offsets live in the lake's "
-        "commit log), materializes the raw_events partitions that received rows and requests one rollups "
-        "run per partition that the new rows make stale."
-    ),
-)
-def kafka_drain(
-    context: SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource, warehouse: PostgresResource
+def drain_tick(
+    context: SensorEvaluationContext,
+    kafka: KafkaResource,
+    lake: LakeResource,
+    warehouse: PostgresResource,
+    shard: tuple[int, int] | None = None,
 ) -> SensorResult:
+    """One tick of a drain sensor (of one shard, or of the whole topic)."""
     cursor = int(context.cursor or 0)
-    result = drain(drain_config(kafka, lake))
+    config = drain_config(kafka, lake, shard)
+    result = drain(config)
     if result.status == "busy":
-        context.log.info("lake is locked by an overlapping drain; reporting commits only")
+        context.log.info("an overlapping drain holds this shard; reporting commits only")
+    elif result.status == "refused":
+        context.log.warning("another writer committed these partitions first; nothing landed, will retry")
     elif result.status == "drained":
         context.log.info(
-            f"drained {result.messages} messages into commit {result.seq}: {result.events} events, "
+            f"drained {result.messages} messages into version {result.seq}: {result.events} events, "
             f"{result.late} beyond horizon, {result.quarantined} quarantined in {result.seconds:.2f}s; lag {result.lag}"
         )
     if result.high_watermarks:
@@ -147,9 +151,46 @@ def kafka_drain(
             )
         except (psycopg.Error, OSError) as exc:  # advisory only: the lake commit is what counts
             context.log.warning(f"could not record ingest progress: {exc}")
-    changes = changes_since(lake.path, cursor)
+    changes = changes_since(lake.path, cursor, config.shard_label if shard is not None else None)
     return SensorResult(
         asset_events=raw_materializations(changes, result),
         run_requests=rollup_run_requests(changes, context.instance, dt.datetime.now(dt.UTC).date()),
         cursor=str(changes.seq),
     )
+
+
+DESCRIPTION = (
+    "Drains the events topic into the lake (a Delta table; effectively once: each partition's offset "
+    "is an app transaction committed with the files), materializes the raw_events partitions that "
+    "received rows and requests one rollups run per partition that the new rows make stale."
+)
+
+
+def make_drain_sensor(shard: tuple[int, int] | None = None) -> SensorDefinition:
+    """The drain sensor of one shard (index, count), or of the whole topic (None)."""
+    name = "kafka_drain" if shard is None else f"kafka_drain_shard_{shard[0]}_of_{shard[1]}"
+
+    @sensor(
+        name=name,
+        job=rollups_job,
+        minimum_interval_seconds=DRAIN_INTERVAL_SECONDS,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=DESCRIPTION if shard is None else f"{DESCRIPTION} Shard {shard[0]} of {shard[1]}.",
+    )
+    def _drain_sensor(
+        context: SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource, warehouse: PostgresResource
+    ) -> SensorResult:
+        return drain_tick(context, kafka, lake, warehouse, shard)
+
+    return _drain_sensor
+
+
+def drain_sensors(shards: int | None = None) -> list[SensorDefinition]:
+    """One sensor per shard (SHOPPULSE_DRAIN_SHARDS, default 1: the single `kafka_drain`)."""
+    count = get_settings().drain_shards if shards is None else shards
+    if count <= 1:
+        return [make_drain_sensor()]
+    return [make_drain_sensor((index, count)) for index in range(count)]
+
+
+kafka_drain = make_drain_sensor()

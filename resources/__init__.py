@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from shoppulse.lake.table import lake_ref
 from shoppulse.settings import get_settings
 
 
@@ -21,13 +22,13 @@ class KafkaResource(ConfigurableResource):
 
 
 class LakeResource(ConfigurableResource):
-    """The Parquet lake (a local directory)."""
+    """The lake, a Delta table: a local directory or an s3:// URI (SHOPPULSE_LAKE_URI)."""
 
     lake_dir: str
 
     @property
-    def path(self) -> Path:
-        return Path(self.lake_dir)
+    def path(self) -> Path | str:
+        return lake_ref(self.lake_dir)
 
 
 class PostgresResource(ConfigurableResource):
@@ -41,6 +42,6 @@ def default_settings_resources() -> dict[str, ConfigurableResource]:
     settings = get_settings()
     return {
         "kafka": KafkaResource(bootstrap_servers=settings.bootstrap_servers, events_topic=settings.events_topic),
-        "lake": LakeResource(lake_dir=str(settings.lake_dir)),
+        "lake": LakeResource(lake_dir=str(settings.lake_location)),
         "warehouse": PostgresResource(database_url=settings.database_url),
     }

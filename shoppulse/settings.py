@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     lake_dir_override: Path | None = Field(
         default=None, validation_alias="SHOPPULSE_LAKE_DIR", description="Parquet lake directory; unset = HOME/lake."
     )
+    lake_uri: str | None = Field(
+        default=None,
+        description=(
+            "The lake (a Delta table): a local path or s3://bucket/prefix (endpoint and credentials from "
+            "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); unset = SHOPPULSE_LAKE_DIR."
+        ),
+    )
+    drain_shards: int = Field(
+        default=1, ge=1, description="Drain sensors, each owning a fixed subset of the topic's partitions."
+    )
+    s3_port: int = Field(default=22900, description="Local S3 server (s3proxy) port, started when the lake is s3://.")
+    s3proxy_version: str = Field(default="4.1.0", description="s3proxy version resolved from Maven Central.")
     max_event_bytes: int = Field(default=65536, gt=0, description="Larger messages are quarantined as oversized.")
     lateness_horizon_hours: float = Field(
         default=72.0, gt=0, description="Events older than this (vs. their Kafka timestamp) land as adjustments."
@@ -118,6 +130,13 @@ class Settings(BaseSettings):
         return self.lake_dir_override or self.home / "lake"
 
     @property
+    def lake_location(self) -> Path | str:
+        """The lake as the code addresses it: a Path for a local lake, the s3:// URI otherwise."""
+        if self.lake_uri:
+            return self.lake_uri if "://" in self.lake_uri else Path(self.lake_uri)
+        return self.lake_dir
+
+    @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
@@ -133,6 +152,7 @@ class Settings(BaseSettings):
             "DATABASE_URL": self.database_url,
             "DAGSTER_DATABASE_URL": self.dagster_database_url,
             "SHOPPULSE_LAKE_DIR": str(self.lake_dir),
+            "SHOPPULSE_LAKE_URI": str(self.lake_location),
             "SHOPPULSE_EVENTS_TOPIC": self.events_topic,
             "DAGSTER_HOME": str(self.dagster_home),
             "DAGSTER_EVENT_BATCH_SIZE": str(self.dagster_event_batch_size),

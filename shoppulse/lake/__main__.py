@@ -6,19 +6,18 @@ import json
 import signal
 import sys
 import time
-from pathlib import Path
 
 import click
 
-from shoppulse.lake import commit as log
-from shoppulse.lake.drain import DrainConfig, drain
+from shoppulse.lake.drain import DrainConfig, drain, shard_partitions
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
+from shoppulse.lake.table import committed_offsets, lake_ref, table_version
 from shoppulse.settings import get_settings
 
 
 @click.group()
 def cli() -> None:
-    """Operate the Parquet lake."""
+    """Operate the lake (a Delta table)."""
 
 
 @cli.command("drain")
@@ -29,9 +28,18 @@ def cli() -> None:
     "--chunk-messages", default=DrainConfig.chunk_messages, show_default=True, help="Messages decoded per chunk."
 )
 @click.option("--topic", default=None, help="Topic (default: SHOPPULSE_EVENTS_TOPIC).")
-@click.option("--lake-dir", type=click.Path(path_type=Path), default=None, help="Lake (default: SHOPPULSE_LAKE_DIR).")
+@click.option("--lake-dir", default=None, help="Lake path or s3:// URI (default: SHOPPULSE_LAKE_URI).")
+@click.option("--shard", default=None, help="Drain one shard only: INDEX/COUNT (e.g. 0/2), by partition % COUNT.")
+@click.option("--partitions", type=int, default=None, help="The topic's partition count (needed with --shard).")
 def drain_command(
-    loop: bool, interval: float, max_seconds: float, chunk_messages: int, topic: str | None, lake_dir: Path | None
+    loop: bool,
+    interval: float,
+    max_seconds: float,
+    chunk_messages: int,
+    topic: str | None,
+    lake_dir: str | None,
+    shard: str | None,
+    partitions: int | None,
 ) -> None:
     """Drain the events topic into the lake (once, or continuously with --loop); prints one JSON line per drain."""
     settings = get_settings()
@@ -39,7 +47,10 @@ def drain_command(
     if topic:
         overrides["topic"] = topic
     if lake_dir:
-        overrides["lake_dir"] = lake_dir
+        overrides["lake_dir"] = lake_ref(lake_dir)
+    if shard:
+        index, count = (int(part) for part in shard.split("/"))
+        overrides["partitions"] = shard_partitions(range(partitions or settings.events_topic_partitions), index, count)
     config = DrainConfig.from_settings(settings, **overrides)
     stopping = False
 
@@ -73,13 +84,13 @@ def drain_command(
 
 
 @cli.command()
-@click.option("--lake-dir", type=click.Path(path_type=Path), default=None)
-def status(lake_dir: Path | None) -> None:
-    """Commit sequence, Kafka offsets held, and rows per partition."""
+@click.option("--lake-dir", default=None, help="Lake path or s3:// URI (default: SHOPPULSE_LAKE_URI).")
+def status(lake_dir: str | None) -> None:
+    """Table version, Kafka offsets held, and rows per partition."""
     settings = get_settings()
-    lake = lake_dir or settings.lake_dir
-    click.echo(f"lake {lake}: newest commit {log.latest_seq(lake)}, applied {log.read_applied(lake)}")
-    click.echo(f"offsets ({settings.events_topic}): {log.committed_offsets(lake, settings.events_topic)}")
+    lake = lake_ref(lake_dir) if lake_dir else settings.lake_location
+    click.echo(f"lake {lake}: Delta table version {table_version(lake)}")
+    click.echo(f"offsets ({settings.events_topic}): {committed_offsets(lake, settings.events_topic)}")
     for table in LakeTable:
         for day in partition_dates(lake, table):
             snap = read_partition(lake, table, day)

@@ -1,143 +1,83 @@
-"""Compaction: merge a partition's small files into one, atomically, through the commit log.
+"""Compaction and cleanup of the lake's Delta table: `optimize` and `vacuum`.
 
 Each drain adds one small file per touched partition, and every file costs a scan ~80 µs, so a busy
-day would soon hold thousands. Files are grouped in size tiers (by rows); when a tier of one partition
-has `min_files` files, they are merged into one file of the next tier in a ``compact`` commit that
-removes the inputs and adds the output. The merge streams (memory stays flat whatever the rows) and
-keeps the rows in arrival order. Readers holding the previous manifest keep reading the inputs,
-which `vacuum` deletes only after a grace period.
-Write amplification stays logarithmic; nothing is ever rewritten in place.
+day would soon hold thousands. When a partition has `min_files` files smaller than `target_bytes`,
+Delta's `optimize` (compact) rewrites them into files of up to `target_bytes` in one commit whose
+actions have ``dataChange: false`` (readers and `events_added` know nothing changed). It streams one
+bin at a time (``max_concurrent_tasks=1``), so memory stays within the drain's budget, and keeps the
+rows in insertion order. Files it removes stay on storage until `vacuum` deletes them after
+VACUUM_RETENTION_HOURS, so a rollup pinned to an older version keeps reading them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
-import os
-import time
-from pathlib import Path
+import logging
 
-import polars as pl
+import pyarrow as pa
+from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import PostCommitHookProperties
 
-from shoppulse.lake import commit as log
-from shoppulse.lake.layout import LakeTable, partition_dates, partition_dir, read_manifest
+from shoppulse.lake.layout import LakeTable, pinned_table
+from shoppulse.lake.table import DATE_COLUMN, KIND_COLUMN, VACUUM_RETENTION_HOURS, LakeRef, open_table
 
-TIER_BASE_ROWS = 50_000
-TIER_FACTOR = 10
-VACUUM_QUEUE = "_vacuum.json"
+logger = logging.getLogger(__name__)
 
-
-def tier(rows: int) -> int:
-    """0 below 50k rows, 1 below 500k, 2 below 5M, ..."""
-    return 0 if rows < TIER_BASE_ROWS else 1 + int(math.log(rows / TIER_BASE_ROWS, TIER_FACTOR))
+TARGET_BYTES = 32 * 1024 * 1024
+"""Files reach this size through compaction, then are left alone (bounds the rewriting of a busy day)."""
 
 
-def plan(lake_dir: Path, table: LakeTable, date: dt.date, min_files: int, max_rows: int) -> list[str]:
-    """Files of one partition to merge now (empty when no tier has `min_files` files within `max_rows`)."""
-    files = read_manifest(lake_dir, table, date)["files"]
-    tiers: dict[int, list[str]] = {}
-    for name, info in sorted(files.items()):
-        tiers.setdefault(tier(int(info["rows"])), []).append(name)
-    for level in sorted(tiers):
-        names = tiers[level]
-        if len(names) >= min_files:
-            chosen, rows = [], 0
-            for name in names:
-                if rows + int(files[name]["rows"]) > max_rows and chosen:
-                    break
-                chosen.append(name)
-                rows += int(files[name]["rows"])
-            if len(chosen) >= 2:
-                return chosen
-    return []
-
-
-def compact_partition(lake_dir: Path, table: LakeTable, date: dt.date, names: list[str]) -> log.CommitRecord:
-    """Merge `names` of one partition into a single file, in one commit. Caller holds the lake lock."""
-    seq = log.latest_seq(lake_dir) + 1
-    previous = log.read_commit(lake_dir, seq - 1)
-    base = partition_dir(lake_dir, table, date)
-    manifest = read_manifest(lake_dir, table, date)["files"]
-    merged = pl.concat([pl.scan_parquet(base / name) for name in names], how="diagonal_relaxed")
-    stage = log.Stage(lake_dir, seq)
-    name = f"{seq:012d}-c.parquet"
-    path = stage.path_for(table, date, name)
-    # A sort would hold every row in memory (~1.5 KB/row measured); the streaming sink holds ~150 MB flat.
-    merged.sink_parquet(path, compression="zstd", compression_level=3, statistics=True)
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
-    stage.add(log.FileRef(table, date, name, rows=rows, size=path.stat().st_size))
-    record = log.CommitRecord(
-        seq=seq,
-        kind="compact",
-        offsets=previous.offsets if previous else {},
-        removes=[log.FileRef(table, date, n, rows=int(manifest[n]["rows"])) for n in names],
-        counts={"merged_files": len(names), "rows": rows},
+def small_files(actions: pa.Table, kind: LakeTable, date: dt.date, target_bytes: int) -> int:
+    """How many files of partition (kind, date) are smaller than `target_bytes`."""
+    kinds = actions.column(f"partition.{KIND_COLUMN}").to_pylist()
+    dates = actions.column(f"partition.{DATE_COLUMN}").to_pylist()
+    sizes = actions.column("size_bytes").to_pylist()
+    return sum(
+        1
+        for k, d, size in zip(kinds, dates, sizes, strict=True)
+        if k == kind.value and str(d) == date.isoformat() and int(size) < target_bytes
     )
-    log.commit(lake_dir, stage, record)
-    _queue_vacuum(lake_dir, table, date)
-    return record
+
+
+def compact_partition(lake: LakeRef, kind: LakeTable, date: dt.date, target_bytes: int = TARGET_BYTES) -> dict:
+    """Optimize one partition (one commit; rows unchanged). Returns delta-rs' metrics."""
+    table = open_table(lake)
+    return table.optimize.compact(
+        partition_filters=[(KIND_COLUMN, "=", kind.value), (DATE_COLUMN, "=", date.isoformat())],
+        target_size=target_bytes,
+        max_concurrent_tasks=1,
+        post_commithook_properties=PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False),
+    )
 
 
 def compact_one(
-    lake_dir: Path,
+    lake: LakeRef,
     min_files: int,
-    max_rows: int,
-    grace_seconds: float,
-    candidates: list[tuple[LakeTable, dt.date]] | None = None,
+    candidates: list[tuple[LakeTable, dt.date]],
+    target_bytes: int = TARGET_BYTES,
+    version: int | None = None,
 ) -> list[str]:
-    """Vacuum what is due, then compact the first partition that needs it. Caller holds the lake lock.
+    """Compact the first candidate partition holding `min_files` small files at `version`.
 
-    Returns "table/date" of what was compacted (at most one partition per call, to bound the time).
+    Returns "kind/date" of what was compacted (at most one partition per call, to bound the time). A
+    concurrent commit that conflicts with the rewrite (another shard compacting the same day) only
+    means it is tried again later.
     """
-    vacuum_due(lake_dir, grace_seconds)
-    if candidates is None:
-        candidates = [(table, date) for table in LakeTable for date in reversed(partition_dates(lake_dir, table))]
-    for table, date in candidates:
-        names = plan(lake_dir, table, date, min_files, max_rows)
-        if names:
-            compact_partition(lake_dir, table, date, names)
-            return [f"{table.value}/{date.isoformat()}"]
+    _, actions = pinned_table(lake, version)
+    for kind, date in candidates:
+        if small_files(actions, kind, date, target_bytes) >= min_files:
+            try:
+                compact_partition(lake, kind, date, target_bytes)
+            except CommitFailedError as exc:
+                logger.info("compaction of %s/%s lost a race (will retry): %s", kind.value, date, exc)
+                return []
+            return [f"{kind.value}/{date.isoformat()}"]
     return []
 
 
-def _queue_path(lake_dir: Path) -> Path:
-    return lake_dir / log.LOG_DIR / VACUUM_QUEUE
-
-
-def _read_queue(lake_dir: Path) -> dict[str, float]:
-    try:
-        return json.loads(_queue_path(lake_dir).read_text())
-    except FileNotFoundError:
-        return {}
-
-
-def _write_queue(lake_dir: Path, queue: dict[str, float]) -> None:
-    tmp = _queue_path(lake_dir).with_suffix(".tmp")
-    tmp.write_text(json.dumps(queue, sort_keys=True))
-    tmp.replace(_queue_path(lake_dir))
-
-
-def _queue_vacuum(lake_dir: Path, table: LakeTable, date: dt.date) -> None:
-    queue = _read_queue(lake_dir)
-    queue[f"{table.value}/{date.isoformat()}"] = time.time()
-    _write_queue(lake_dir, queue)
-
-
-def vacuum_due(lake_dir: Path, grace_seconds: float) -> list[str]:
-    """Delete compacted-away files whose grace period has passed."""
-    queue = _read_queue(lake_dir)
-    now = time.time()
-    done = []
-    for key, queued_at in list(queue.items()):
-        if now - queued_at < grace_seconds:
-            continue
-        table, day = key.split("/")
-        log.vacuum(lake_dir, LakeTable(table), dt.date.fromisoformat(day), grace_seconds)
-        del queue[key]
-        done.append(key)
-    if done:
-        _write_queue(lake_dir, queue)
-    return done
+def vacuum(lake: LakeRef, retention_hours: int = VACUUM_RETENTION_HOURS, dry_run: bool = False) -> list[str]:
+    """Delete files no version of the last `retention_hours` references (compacted-away inputs, and
+    files of commits that never happened). Returns the files deleted (or, dry run, that would be)."""
+    return open_table(lake).vacuum(
+        retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False, full=True
+    )

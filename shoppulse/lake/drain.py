@@ -1,43 +1,50 @@
 """Drain the events topic into the lake: bounded in time and size, effectively once.
 
-One call of :func:`drain`:
+One call of :func:`drain` (for one shard: a fixed subset of the topic's partitions, or all of them):
 
-1. takes the lake's writer lock (a second, overlapping call returns ``busy`` at once);
-2. rolls forward any commit a crash left half-applied (:func:`shoppulse.lake.commit.recover`);
-3. reads, from the newest commit record, the next offset of every partition and ``assign``s the
-   consumer there (consumer-group offsets are never used to resume);
-4. consumes up to the high watermarks seen at the start, within a time and message budget, while a
-   worker thread decodes and validates each chunk in bulk and stages its Parquet files;
-5. commits all staged files with the new offsets in one commit record (the commit point), applies it;
-6. with time left, compacts a partition that has accumulated small files.
+1. takes a host-local lock for (lake, topic, shard): an overlapping call on this host returns ``busy``;
+2. opens the lake's Delta table and reads, from its app transactions, the next offset of every
+   partition of the shard, and ``assign``s the consumer there (consumer-group offsets are never used);
+3. consumes up to the high watermarks seen at the start, within a time and message budget, while a
+   worker thread decodes and validates each chunk in bulk and writes its Parquet files (invisible);
+4. commits all those files with the new offsets (one app transaction per partition) in ONE Delta
+   commit against the snapshot of step 2: if any other writer committed offsets of these partitions
+   since (a zombie, an overlapping tick on another host), delta-rs refuses it (status ``refused``);
+5. with time left, compacts (optimizes) a partition that has accumulated small files.
 
-A crash anywhere before the commit point leaves the lake as it was (the same offsets are read
-again); a crash after it is completed by the next call's recovery. So every offset lands exactly once.
+A crash anywhere before the commit leaves the table as it was (the same offsets are read again, the
+orphan files are never referenced). So every offset lands exactly once, whatever runs concurrently.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import hashlib
 import logging
 import operator
-import os
+import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from deltalake import DeltaTable
+from deltalake.transaction import AddAction
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from shoppulse.gc_pause import paused_cyclic_gc
-from shoppulse.lake import commit as log
-from shoppulse.lake.compaction import compact_one
+from shoppulse.lake.compaction import compact_one, vacuum
 from shoppulse.lake.decode import DecodedBatch, MessageBatch, decode
 from shoppulse.lake.layout import LakeTable
+from shoppulse.lake.table import VACUUM_RETENTION_HOURS, LakeRef, lake_uri, offsets_in, open_table
+from shoppulse.lake.writer import StaleOffsetsError, commit_files, remove_uncommitted, write_file
 from shoppulse.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,7 +58,8 @@ class DrainConfig:
 
     bootstrap_servers: str
     topic: str
-    lake_dir: Path
+    lake_dir: LakeRef
+    """The lake: a local directory or an s3:// URI (see shoppulse.lake.table)."""
     max_seconds: float = 3.0
     max_messages: int = 2_000_000
     chunk_messages: int = 20_000
@@ -59,8 +67,29 @@ class DrainConfig:
     max_event_bytes: int = 65_536
     lateness_horizon_ms: int = 72 * 3_600_000
     compaction_min_files: int = 10
-    compaction_max_rows: int = 500_000  # merges stream: RSS does not grow with it, time does (~1 s)
-    vacuum_grace_seconds: float = 600.0
+    compaction_target_bytes: int = 32 * 1024 * 1024  # optimize streams one bin at a time: RSS stays flat
+    vacuum_every_versions: int = 500
+    vacuum_retention_hours: int = VACUUM_RETENTION_HOURS
+    partitions: tuple[int, ...] | None = None
+    """Only these Kafka partitions (None: all of the topic's, or those of `shard`)."""
+    shard: tuple[int, int] | None = None
+    """(index, count): drain the partitions p with p % count == index (see `shard_partitions`)."""
+
+    @property
+    def shard_label(self) -> str:
+        """Names this drain's commits in the log (sensors report only their own shard's commits)."""
+        if self.shard is not None:
+            return f"{self.shard[0]}/{self.shard[1]}"
+        if self.partitions is not None:
+            return ",".join(map(str, self.partitions))
+        return ""
+
+    @property
+    def shard_key(self) -> tuple[int, ...] | None:
+        if self.shard is not None:
+            return (-1, *self.shard)
+        return self.partitions
+
     request_timeout_seconds: float = 10.0
 
     @staticmethod
@@ -68,7 +97,7 @@ class DrainConfig:
         values: dict[str, object] = {
             "bootstrap_servers": settings.bootstrap_servers,
             "topic": settings.events_topic,
-            "lake_dir": settings.lake_dir,
+            "lake_dir": settings.lake_location,
             "max_event_bytes": settings.max_event_bytes,
             "lateness_horizon_ms": int(settings.lateness_horizon_hours * 3_600_000),
         }
@@ -78,7 +107,9 @@ class DrainConfig:
 
 @dataclass
 class DrainResult:
-    """What one call did. `status`: drained (committed), idle (nothing new) or busy (lake locked)."""
+    """What one call did. `status`: drained (committed), idle (nothing new), busy (an overlapping call
+    on this host holds the shard) or refused (another writer committed these partitions' offsets first:
+    nothing landed). `seq` is the Delta table version after the call's commit (or as read, if none)."""
 
     status: str
     seq: int = 0
@@ -138,7 +169,7 @@ class _ConsumerCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._consumers: dict[tuple[str, str], Consumer] = {}
+        self._consumers: dict[tuple[str, str, tuple[int, ...] | None], Consumer] = {}
         self._admins: dict[str, AdminClient] = {}
 
     def admin(self, bootstrap_servers: str) -> AdminClient:
@@ -152,8 +183,9 @@ class _ConsumerCache:
         with self._lock:
             self._admins.pop(bootstrap_servers, None)
 
-    def get(self, bootstrap_servers: str, topic: str) -> Consumer:
-        key = (bootstrap_servers, topic)
+    def get(self, bootstrap_servers: str, topic: str, shard: tuple[int, ...] | None = None) -> Consumer:
+        """The consumer of one shard (its own: shards drained in one process must not reassign each other's)."""
+        key = (bootstrap_servers, topic, shard)
         with self._lock:
             consumer = self._consumers.get(key)
             if consumer is None:
@@ -161,9 +193,9 @@ class _ConsumerCache:
                 self._consumers[key] = consumer
             return consumer
 
-    def discard(self, bootstrap_servers: str, topic: str) -> None:
+    def discard(self, bootstrap_servers: str, topic: str, shard: tuple[int, ...] | None = None) -> None:
         with self._lock:
-            consumer = self._consumers.pop((bootstrap_servers, topic), None)
+            consumer = self._consumers.pop((bootstrap_servers, topic, shard), None)
         if consumer is not None:
             consumer.close()
 
@@ -238,20 +270,9 @@ class _Chunk:
         return partitions, offsets
 
 
-def _write_parquet(frame: pl.DataFrame, stage: log.Stage, table: LakeTable, date: dt.date, name: str) -> log.FileRef:
-    path = stage.path_for(table, date, name)
-    with open(path, "wb") as handle:
-        frame.write_parquet(handle, compression="zstd", compression_level=1, statistics=True)  # compaction recompresses
-        handle.flush()
-        os.fsync(handle.fileno())
-    ref = log.FileRef(table, date, name, rows=frame.height, size=path.stat().st_size)
-    stage.add(ref)
-    return ref
-
-
-def _stage_decoded(decoded: DecodedBatch, stage: log.Stage, chunk_no: int) -> None:
-    """Write a decoded chunk's rows as Parquet files, one per (table, partition date)."""
-    name = f"{stage.seq:012d}-{chunk_no:04d}.parquet"
+def _stage_decoded(decoded: DecodedBatch, lake: LakeRef) -> list[AddAction]:
+    """Write a decoded chunk's rows as Parquet files, one per (kind, partition date); not yet committed."""
+    adds = []
     for table, frame, key in (
         (LakeTable.EVENTS, decoded.events, "event_date"),
         (LakeTable.LATE, decoded.late, "kafka_ts"),
@@ -261,77 +282,117 @@ def _stage_decoded(decoded: DecodedBatch, stage: log.Stage, chunk_no: int) -> No
             continue
         day = pl.col(key).dt.date() if key == "kafka_ts" else pl.col(key)
         for (date,), part in frame.with_columns(_day=day).partition_by("_day", as_dict=True).items():
-            _write_parquet(part.drop("_day"), stage, table, date, name)
+            adds.append(write_file(lake, table, date, part.drop("_day")))  # compaction recompresses
+    return adds
+
+
+_LOCK_DIR = Path(tempfile.gettempdir()) / "shoppulse-drain-locks"
+
+
+@contextmanager
+def _shard_lock(config: DrainConfig) -> Iterator[bool]:
+    """Host-local, non-blocking lock of (lake, topic, shard); yields False when another call holds it.
+
+    Only saves an overlapping call on this host the wasted work: correctness across hosts comes from
+    the commit (offsets are checked against the log there).
+    """
+    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    key = f"{lake_uri(config.lake_dir)}|{config.topic}|{config.shard_key}"
+    path = _LOCK_DIR / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def drain(config: DrainConfig) -> DrainResult:
-    """Move what is new in the topic into the lake (see module doc). Safe to call concurrently."""
+    """Move what is new in the shard's partitions into the lake (see module doc). Safe to call
+    concurrently, from any number of processes and hosts."""
     began = time.monotonic()
-    lake = Path(config.lake_dir)
-    try:
-        with log.lake_lock(lake):
-            result = _drain_locked(config, lake, began)
-    except log.LakeBusyError:
-        return DrainResult(status="busy", seconds=time.monotonic() - began)
+    with _shard_lock(config) as acquired:
+        if not acquired:
+            return DrainResult(status="busy", seconds=time.monotonic() - began)
+        try:
+            result = drain_unlocked(config, began)
+        except StaleOffsetsError as exc:
+            logger.warning("drain refused: %s", exc)
+            result = DrainResult(status="refused")
     result.seconds = time.monotonic() - began
     return result
 
 
-def _drain_locked(config: DrainConfig, lake: Path, began: float) -> DrainResult:
-    latest = log.recover(lake)
-    start = log.committed_offsets(lake, config.topic)
-    consumer = CONSUMERS.get(config.bootstrap_servers, config.topic)
+def shard_partitions(partitions: Iterable[int], shard: int, shards: int) -> tuple[int, ...]:
+    """The fixed subset of `partitions` shard `shard` (0-based) of `shards` owns: p % shards == shard."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not in 0..{shards - 1}")
+    return tuple(p for p in sorted(partitions) if p % shards == shard)
+
+
+def drain_unlocked(config: DrainConfig, began: float | None = None) -> DrainResult:
+    """One drain without the host-local lock (raises StaleOffsetsError when the commit is refused)."""
+    began = time.monotonic() if began is None else began
+    lake = config.lake_dir
+    table = open_table(lake)
+    consumer = CONSUMERS.get(config.bootstrap_servers, config.topic, config.shard_key)
     try:
         admin = CONSUMERS.admin(config.bootstrap_servers)
         metadata = admin.list_topics(config.topic, timeout=config.request_timeout_seconds).topics[config.topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
         partitions = sorted(metadata.partitions)
+        if config.partitions is not None:
+            partitions = [p for p in partitions if p in set(config.partitions)]
+        if config.shard is not None:
+            partitions = list(shard_partitions(partitions, *config.shard))
+        start = offsets_in(table, config.topic, partitions)
         _position(consumer, config.topic, partitions, start)
         targets = _high_watermarks(config.bootstrap_servers, config.topic, partitions, config.request_timeout_seconds)
     except (KafkaException, TimeoutError):
-        CONSUMERS.discard(config.bootstrap_servers, config.topic)
+        CONSUMERS.discard(config.bootstrap_servers, config.topic, config.shard_key)
         CONSUMERS.discard_admin(config.bootstrap_servers)
         raise
     next_offsets = {p: start.get(p, 0) for p in partitions}
     # A partition whose data was deleted by retention starts at its low watermark.
     pending = {p for p in partitions if targets[p] > next_offsets[p]}
-    result = DrainResult(status="idle", seq=latest, high_watermarks=targets, next_offsets=dict(next_offsets))
+    result = DrainResult(status="idle", seq=table.version(), high_watermarks=targets, next_offsets=dict(next_offsets))
     if pending:
         with paused_cyclic_gc():  # one GC-tracked Message per record: see shoppulse/gc_pause.py
-            _consume_and_commit(config, lake, consumer, latest + 1, pending, targets, start, began, result)
-    if time.monotonic() - began < config.max_seconds:
+            _consume_and_commit(config, table, consumer, partitions, pending, targets, start, began, result)
+    if result.status == "drained" and time.monotonic() - began < config.max_seconds:
         candidates = [(LakeTable(t), dt.date.fromisoformat(d)) for t, days in result.changed.items() for d in days]
         result.compacted = compact_one(
-            lake, config.compaction_min_files, config.compaction_max_rows, config.vacuum_grace_seconds, candidates
+            lake, config.compaction_min_files, candidates, config.compaction_target_bytes, version=result.seq
         )
-    if result.seq % 1000 == 0 and result.seq:
-        log.prune_log(lake)
+    if result.status == "drained" and result.seq % config.vacuum_every_versions == 0:
+        vacuum(lake, config.vacuum_retention_hours)
     return result
 
 
 def _consume_and_commit(
     config: DrainConfig,
-    lake: Path,
+    table: DeltaTable,
     consumer: Consumer,
-    seq: int,
+    partitions: list[int],
     pending: set[int],
     targets: dict[int, int],
     start: dict[int, int],
     began: float,
     result: DrainResult,
 ) -> None:
-    stage = log.Stage(lake, seq)
+    lake = config.lake_dir
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     counts = {"messages": 0, "events": 0, "late": 0, "quarantined": 0}
     by_code: dict[str, int] = {}
-    jobs: list[Future[ChunkCounts]] = []
+    jobs: list[Future[tuple[ChunkCounts, list[AddAction]]]] = []
 
-    def decode_and_stage(chunk: MessageBatch, chunk_no: int) -> ChunkCounts:
+    def decode_and_stage(chunk: MessageBatch) -> tuple[ChunkCounts, list[AddAction]]:
         decoded = decode(chunk, config.max_event_bytes, config.lateness_horizon_ms)
-        _stage_decoded(decoded, stage, chunk_no)
-        return ChunkCounts.of(decoded)  # the frames are on disk now: keep only their counts
+        adds = _stage_decoded(decoded, lake)
+        return ChunkCounts.of(decoded), adds  # the frames are on storage now: keep only their counts
 
     deadline = began + config.max_seconds
     with ThreadPoolExecutor(max_workers=config.decode_workers, thread_name_prefix="drain-decode") as pool:
@@ -343,59 +404,74 @@ def _consume_and_commit(
                     continue
                 if any(map(_ERROR, messages)):
                     messages = _drop_errors(messages)
-                partitions, offsets = chunk.extend(messages)
+                partitions_of, offsets = chunk.extend(messages)
                 counts["messages"] += len(messages)
-                for p, o in dict(zip(reversed(partitions), reversed(offsets), strict=True)).items():
+                for p, o in dict(zip(reversed(partitions_of), reversed(offsets), strict=True)).items():
                     first.setdefault(p, o)
-                last.update(zip(partitions, offsets, strict=True))
+                last.update(zip(partitions_of, offsets, strict=True))
                 pending -= {p for p in pending if p in last and last[p] + 1 >= targets[p]}
                 if len(chunk.batch) >= config.chunk_messages:
                     # Bound memory: at most `decode_workers` chunks decoding while the next accumulates.
                     in_flight = [job for job in jobs if not job.done()]
                     if len(in_flight) >= config.decode_workers:
                         in_flight[0].result()
-                    jobs.append(pool.submit(decode_and_stage, chunk.batch, len(jobs)))
+                    jobs.append(pool.submit(decode_and_stage, chunk.batch))
                     chunk = _Chunk(config.topic)
             if len(chunk.batch):
-                jobs.append(pool.submit(decode_and_stage, chunk.batch, len(jobs)))
+                jobs.append(pool.submit(decode_and_stage, chunk.batch))
             decoded_chunks = [job.result() for job in jobs]
         except BaseException:
-            stage.discard()
+            for job in jobs:
+                if job.done() and job.exception() is None:
+                    remove_uncommitted(lake, job.result()[1])
             # What the consumer fetched past the lake's offsets must be read again next time.
-            CONSUMERS.discard(config.bootstrap_servers, config.topic)
+            CONSUMERS.discard(config.bootstrap_servers, config.topic, config.shard_key)
             raise
     if not counts["messages"]:
-        stage.discard()
         return
-    for chunk_counts in decoded_chunks:
+    adds: list[AddAction] = []
+    for chunk_counts, chunk_adds in decoded_chunks:
+        adds.extend(chunk_adds)
         counts["events"] += chunk_counts.events
         counts["late"] += chunk_counts.late
         counts["quarantined"] += sum(chunk_counts.quarantined_by_code.values())
         for code, n in chunk_counts.quarantined_by_code.items():
             by_code[code] = by_code.get(code, 0) + n
-    offsets = {str(p): o for p, o in start.items()}
-    offsets.update({str(p): o + 1 for p, o in last.items()})
-    record = log.CommitRecord(
-        seq=seq,
-        kind="append",
-        offsets={config.topic: offsets},
-        ranges={config.topic: {str(p): [first[p], last[p]] for p in sorted(last)}},
-        counts={**counts, **{f"quarantined.{code}": n for code, n in by_code.items()}},
-    )
-    log.commit(lake, stage, record)
+    offsets = {p: start.get(p, 0) for p in partitions}
+    offsets.update({p: o + 1 for p, o in last.items()})
+    ranges = {str(p): [first[p], last[p]] for p in sorted(last)}
+    try:
+        version = commit_files(
+            table,
+            adds,
+            offsets={(config.topic, p): o for p, o in offsets.items()},
+            metadata={
+                "kind": "append",
+                "topic": config.topic,
+                "shard": config.shard_label,
+                "ranges": ranges,
+                "counts": {**counts, **{f"quarantined.{code}": n for code, n in by_code.items()}},
+            },
+        )
+    except StaleOffsetsError:
+        remove_uncommitted(lake, adds)
+        CONSUMERS.discard(config.bootstrap_servers, config.topic, config.shard_key)
+        raise
     result.status = "drained"
-    result.seq = seq
+    result.seq = version
     result.messages = counts["messages"]
     result.events = counts["events"]
     result.late = counts["late"]
     result.quarantined = counts["quarantined"]
     result.quarantined_by_code = by_code
-    result.ranges = {p: tuple(r) for p, r in ((int(p), r) for p, r in record.ranges[config.topic].items())}
-    result.next_offsets.update({int(p): o for p, o in offsets.items()})
+    result.ranges = {int(p): (r[0], r[1]) for p, r in ranges.items()}
+    result.next_offsets.update(offsets)
     changed: dict[str, set[str]] = {}
-    for ref in stage.files:
-        changed.setdefault(ref.table.value, set()).add(ref.date.isoformat())
-    result.changed = {table: sorted(days) for table, days in changed.items()}
+    for add in adds:
+        changed.setdefault(add.partition_values["record_kind"] or "", set()).add(
+            add.partition_values["partition_date"] or ""
+        )
+    result.changed = {table_name: sorted(days) for table_name, days in changed.items()}
 
 
 def _drop_errors(messages: list) -> list:  # type: ignore[type-arg]

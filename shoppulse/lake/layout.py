@@ -1,32 +1,32 @@
 """Where things live in the lake, and how readers get a consistent file set for one day.
 
-    <lake>/
-      events/event_date=YYYY-MM-DD/_manifest.json      live files of the partition (+ its version)
-      events/event_date=YYYY-MM-DD/<seq>-<n>.parquet   data files (contents never change)
-      quarantine/received_date=YYYY-MM-DD/...          rejected messages, by the day the broker got them
-      late/received_date=YYYY-MM-DD/...                events beyond the lateness horizon, by day received
-      _log/<seq>.json                                  commit records (offsets, files added/removed)
-      _staging/                                        files of a commit not yet applied
+    <lake>/                                              one Delta table (see shoppulse.lake.table)
+      _delta_log/<version>.json                          commits: files added/removed, Kafka offsets (txn)
+      record_kind=events/partition_date=YYYY-MM-DD/      valid events, by the event's UTC date
+      record_kind=late/partition_date=YYYY-MM-DD/        events beyond the lateness horizon, by day received
+      record_kind=quarantine/partition_date=YYYY-MM-DD/  rejected messages (original bytes), by day received
 
-A partition's manifest is replaced atomically (write, fsync, rename), so a reader that reads the
-manifest and then the files it names sees every row of a commit or none of it, even while
-compaction swaps files (removed files are deleted only after a grace period).
+A reader pins one table version and lists the partition's files in it: every row of a commit or none
+of it, even while optimize swaps files (removed files are deleted by vacuum only after its retention).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
+import functools
+import hashlib
+import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 
-MANIFEST = "_manifest.json"
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from shoppulse.lake.table import DATE_COLUMN, KIND_COLUMN, LakeRef, lake_uri, open_table
 
 
 class LakeTable(StrEnum):
-    """The lake's date-partitioned tables."""
+    """The kinds of record in the lake (values of its ``record_kind`` partition column)."""
 
     EVENTS = "events"
     QUARANTINE = "quarantine"
@@ -34,80 +34,81 @@ class LakeTable(StrEnum):
 
     @property
     def partition_key(self) -> str:
-        """Hive-style partition column: the event's UTC date, or the UTC date the broker received it."""
+        """What `partition_date` means: the event's UTC date, or the UTC date the broker received it."""
         return "event_date" if self is LakeTable.EVENTS else "received_date"
 
 
 @dataclass(frozen=True)
 class PartitionSnapshot:
-    """The live files of one partition at `version` (the commit sequence number that last changed it)."""
+    """The files of one (kind, date) partition in table `version` (the pinned Delta version)."""
 
     table: LakeTable
     date: dt.date
     version: int
-    files: tuple[Path, ...] = field(default_factory=tuple)
+    files: tuple[str, ...] = field(default_factory=tuple)
     rows: int = 0
+    lake: str = ""
 
     @property
     def paths(self) -> list[str]:
-        return [str(p) for p in self.files]
+        return [str(f) for f in self.files]
+
+    @property
+    def content_key(self) -> str:
+        """Identifies the partition's contents: data files are immutable and uniquely named, so the
+        same file set means the same rows (optimize changes the key, not the rows)."""
+        names = "\n".join(sorted(path.rsplit("/", 1)[-1] for path in self.paths))
+        return hashlib.sha256(names.encode()).hexdigest()[:24]
 
 
-def partition_dir(lake_dir: Path, table: LakeTable, date: dt.date) -> Path:
-    return Path(lake_dir) / table.value / f"{table.partition_key}={date.isoformat()}"
+_TABLES_LOCK = threading.Lock()
 
 
-def read_manifest(lake_dir: Path, table: LakeTable, date: dt.date) -> dict:
-    path = partition_dir(lake_dir, table, date) / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {"version": 0, "files": {}}
+@functools.lru_cache(maxsize=16)
+def _pinned(uri: str, version: int) -> tuple[DeltaTable, pa.Table]:
+    """A table at a fixed version and its add actions (immutable, so cached per process)."""
+    table = open_table(uri, version)
+    return table, pa.table(table.get_add_actions(flatten=True))
 
 
-def read_partition(lake_dir: Path, table: LakeTable, date: dt.date) -> PartitionSnapshot:
-    """The consistent file set of one partition (empty, version 0, when nothing landed for that day)."""
-    manifest = read_manifest(lake_dir, table, date)
-    base = partition_dir(lake_dir, table, date)
-    names = sorted(manifest["files"])
-    return PartitionSnapshot(
-        table=table,
-        date=date,
-        version=int(manifest["version"]),
-        files=tuple(base / name for name in names),
-        rows=sum(int(manifest["files"][name]["rows"]) for name in names),
-    )
+def pinned_table(lake: LakeRef, version: int | None = None) -> tuple[DeltaTable, pa.Table]:
+    """The table at `version` (default: the newest) with its add actions."""
+    uri = lake_uri(lake)
+    if version is None:
+        version = open_table(uri).version()
+    with _TABLES_LOCK:
+        return _pinned(uri, version)
 
 
-def partition_dates(lake_dir: Path, table: LakeTable) -> list[dt.date]:
-    """Days that have a manifest, oldest first."""
-    root = Path(lake_dir) / table.value
-    if not root.exists():
-        return []
-    days = []
-    for entry in root.iterdir():
-        if entry.name.startswith(f"{table.partition_key}=") and (entry / MANIFEST).exists():
-            days.append(dt.date.fromisoformat(entry.name.split("=", 1)[1]))
-    return sorted(days)
+def read_partition(lake: LakeRef, table: LakeTable, date: dt.date, version: int | None = None) -> PartitionSnapshot:
+    """The consistent file set of one partition at table `version` (default: the newest).
+
+    Empty (no files) when nothing landed for that day. Files are in name order (names start with the
+    time they were written, so this is roughly arrival order; nothing depends on it).
+    """
+    delta, actions = pinned_table(lake, version)
+    kinds = actions.column(f"partition.{KIND_COLUMN}").to_pylist()
+    dates = actions.column(f"partition.{DATE_COLUMN}").to_pylist()
+    paths = actions.column("path").to_pylist()
+    counts = actions.column("num_records").to_pylist()
+    rows = 0
+    chosen = []
+    for kind, day, path, count in zip(kinds, dates, paths, counts, strict=True):
+        if kind == table.value and _as_date(day) == date:
+            chosen.append(path)
+            rows += int(count or 0)
+    base = lake_uri(lake)
+    files = tuple(f"{base}/{path}" for path in sorted(chosen))
+    return PartitionSnapshot(table, date, delta.version(), files, rows, base)
 
 
-def write_manifest(lake_dir: Path, table: LakeTable, date: dt.date, version: int, files: dict[str, dict]) -> None:
-    """Atomically replace a partition's manifest (write temp, fsync, rename, fsync dir)."""
-    base = partition_dir(lake_dir, table, date)
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".{MANIFEST}.{os.getpid()}.tmp"
-    payload = json.dumps({"version": version, "files": files}, sort_keys=True, indent=0).encode()
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(base / MANIFEST)
-    fsync_dir(base)
+def _as_date(value: object) -> dt.date:
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def partition_dates(lake: LakeRef, table: LakeTable, version: int | None = None) -> list[dt.date]:
+    """Days that hold files of `table` at `version` (default: the newest), oldest first."""
+    _, actions = pinned_table(lake, version)
+    kinds = actions.column(f"partition.{KIND_COLUMN}").to_pylist()
+    dates = actions.column(f"partition.{DATE_COLUMN}").to_pylist()
+    return sorted({_as_date(day) for kind, day in zip(kinds, dates, strict=True) if kind == table.value})

@@ -1,19 +1,18 @@
 """Ingest-quality rollup: quarantined messages by reason, and beyond-horizon events by the day they
 happened and their type, per UTC day the broker received them.
 
-Quarantined messages are counted as delivered (they have no trusted event_id): a DuckDB aggregate
+Quarantined messages are counted as delivered (they have no trusted event_id): one aggregate
 straight over the partition's Parquet files. Late events are deduplicated like all events.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
+from shoppulse.lake.table import LakeRef
 from shoppulse.rollups.dedup import first_copies
 from shoppulse.rollups.source import scan_partition
 
@@ -27,10 +26,13 @@ LATE_COLUMNS = {
 }
 
 
-def quality_snapshots(lake_dir: Path, day: dt.date) -> tuple[PartitionSnapshot, PartitionSnapshot]:
+def quality_snapshots(
+    lake_dir: LakeRef, day: dt.date, version: int | None = None
+) -> tuple[PartitionSnapshot, PartitionSnapshot]:
+    """The quarantine and late partitions of received date `day` at table `version` (default: newest)."""
     return (
-        read_partition(Path(lake_dir), LakeTable.QUARANTINE, day),
-        read_partition(Path(lake_dir), LakeTable.LATE, day),
+        read_partition(lake_dir, LakeTable.QUARANTINE, day, version),
+        read_partition(lake_dir, LakeTable.LATE, day, version),
     )
 
 
@@ -39,12 +41,12 @@ def quarantine_daily(snapshot: PartitionSnapshot) -> pl.DataFrame:
     schema = {"event_date": pl.Date, "reason": pl.String, "events": pl.Int64}
     if not snapshot.files:
         return pl.DataFrame(schema=schema)
-    with duckdb.connect() as con:
-        frame = con.sql(
-            "SELECT reason_code AS reason, count(*) AS events"
-            " FROM read_parquet($files, union_by_name = true) GROUP BY reason_code",
-            params={"files": snapshot.paths},
-        ).pl()
+    frame = (
+        scan_partition(snapshot, {"reason_code": pl.String()})
+        .group_by(pl.col("reason_code").alias("reason"))
+        .agg(pl.len().alias("events"))
+        .collect()
+    )
     return frame.select(pl.lit(snapshot.date).alias("event_date"), "reason", pl.col("events").cast(pl.Int64))
 
 

@@ -16,12 +16,12 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
 import polars as pl
 import psycopg
 
 from shoppulse.lake.layout import PartitionSnapshot
+from shoppulse.lake.table import LakeRef
 from shoppulse.metrics import MAU_DAYS
 from shoppulse.rollups import catalog
 from shoppulse.rollups.customers import customers_daily
@@ -66,9 +66,9 @@ class DayInputs:
     """The distinct user_ids of the day's events (users rollup only)."""
 
 
-def _read_day(lake_dir: Path, day: dt.date) -> tuple[LakeState, DayEvents]:
-    """The lake's state, then the day's events (in that order: the state never claims more than was read)."""
-    return LakeState.read(lake_dir), load_day(lake_dir, day)
+def _read_day(lake_dir: LakeRef, day: dt.date, state: LakeState) -> tuple[LakeState, DayEvents]:
+    """The day's events at the pinned table version of `state`."""
+    return state, load_day(lake_dir, day, state.version)
 
 
 class EventInputs:
@@ -78,10 +78,14 @@ class EventInputs:
     next day is decoded while the current one is computed (together they keep both cores busier).
     """
 
-    def __init__(self, lake_dir: Path, with_users: bool, read_ahead: Executor | None = None) -> None:
-        self.lake_dir = Path(lake_dir)
+    def __init__(
+        self, lake_dir: LakeRef, with_users: bool, read_ahead: Executor | None = None, version: int | None = None
+    ) -> None:
+        self.lake_dir = lake_dir
         self.with_users = with_users
-        self.cache = UserDaysCache(self.lake_dir)
+        self.state = LakeState.read(lake_dir, version)
+        """Every day is read at this one table version (the newest when the reader was made, by default)."""
+        self.cache = UserDaysCache(self.lake_dir, self.state.version)
         self._previous: DayInputs | None = None
         self._window: RollingActiveUsers | None = None
         self._snapshots: dict[dt.date, PartitionSnapshot] = {}
@@ -90,11 +94,11 @@ class EventInputs:
 
     def prefetch(self, day: dt.date) -> None:
         if self._read_ahead is not None and day not in self._prefetched:
-            self._prefetched[day] = self._read_ahead.submit(_read_day, self.lake_dir, day)
+            self._prefetched[day] = self._read_ahead.submit(_read_day, self.lake_dir, day, self.state)
 
     def read(self, day: dt.date) -> DayInputs:
         pending = self._prefetched.pop(day, None)
-        state, events = pending.result() if pending is not None else _read_day(self.lake_dir, day)
+        state, events = pending.result() if pending is not None else _read_day(self.lake_dir, day, self.state)
         inputs = DayInputs(day, state, events)
         if self.with_users:
             window = self._window_before(day)
@@ -124,7 +128,7 @@ class EventInputs:
         if previous is not None and previous.day == day - DAY:
             cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
             return previous.events.events.select("user_id", "event_ts").filter(pl.col("event_ts") >= cutoff)
-        _, tail = previous_day_tail(self.lake_dir, day)
+        _, tail = previous_day_tail(self.lake_dir, day, self.state.version)
         return tail
 
 
@@ -145,7 +149,7 @@ def event_rollup_writes(
     own = [inputs.events.snapshot]
     common = {
         "source_offsets": source_offsets(inputs.state, own),
-        "lake_version": inputs.events.snapshot.version,
+        "lake_version": inputs.state.version,
         "max_event_ts": inputs.events.max_event_ts,
         "run_id": run_id,
     }
@@ -174,7 +178,7 @@ def event_rollup_writes(
             snapshots = list(inputs.window_snapshots.values())
             extra = {
                 "source_offsets": source_offsets(inputs.state, snapshots),
-                "lake_version": max(s.version for s in snapshots),
+                "lake_version": inputs.state.version,
             }
         elif asset == catalog.FUNNEL:
             tables = {"funnel_daily": funnel_daily(events, day)}
@@ -196,15 +200,18 @@ def _reporting(
     return in_reporting_currency(native, keys, target, per_usd)
 
 
-def quality_write(lake_dir: Path, day: dt.date, run_id: str | None = None) -> PartitionWrite:
-    """The new contents of the ingest_quality partition of received date `day`."""
-    state = LakeState.read(Path(lake_dir))
-    quarantine, late = quality_snapshots(Path(lake_dir), day)
+def quality_write(
+    lake_dir: LakeRef, day: dt.date, run_id: str | None = None, version: int | None = None
+) -> PartitionWrite:
+    """The new contents of the ingest_quality partition of received date `day`, at table `version`
+    (default: the newest)."""
+    state = LakeState.read(lake_dir, version)
+    quarantine, late = quality_snapshots(lake_dir, day, state.version)
     return PartitionWrite(
         asset=catalog.INGEST_QUALITY,
         day=day,
         tables={"quarantine_daily": quarantine_daily(quarantine), "late_events_daily": late_events_daily(late)},
-        lake_version=max(quarantine.version, late.version),
+        lake_version=state.version,
         source_offsets=source_offsets(state, [quarantine, late]),
         max_event_ts=newest_received(quarantine, late),
         run_id=run_id,
@@ -281,15 +288,17 @@ class PartitionWriters:
 
 
 def run_event_rollups(
-    lake_dir: Path,
+    lake_dir: LakeRef,
     database_url: str,
     days: Sequence[dt.date],
     assets: Collection[str],
     reporting_currency: str,
     run_id: str | None = None,
     writers: int = 2,
+    version: int | None = None,
 ) -> RunSummary:
-    """Compute and replace the selected event rollups for `days` (read in ascending order)."""
+    """Compute and replace the selected event rollups for `days` (read in ascending order), all from
+    one table version: `version` ("as of": a rerun of it writes identical rows), default the newest."""
     began = time.monotonic()
     selected = [a for a in catalog.EVENT_ROLLUPS if a in assets]
     with PartitionWriters(database_url, workers=writers) as pool:
@@ -298,7 +307,7 @@ def run_event_rollups(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="rollup-read-ahead") as read_ahead,
             ThreadPoolExecutor(max_workers=len(HEAVY_ROLLUPS), thread_name_prefix="rollup-compute") as compute,
         ):
-            reader = EventInputs(Path(lake_dir), with_users=catalog.USERS in selected, read_ahead=read_ahead)
+            reader = EventInputs(lake_dir, with_users=catalog.USERS in selected, read_ahead=read_ahead, version=version)
 
             def fx(day: dt.date, currencies: Collection[str]) -> Mapping[str, Decimal]:
                 return rates_in_force(conn, day, currencies)

@@ -1,8 +1,9 @@
-"""Reading the lake for the rollups: consistent per-day snapshots through the partition manifests.
+"""Reading the lake for the rollups: consistent per-day snapshots of one pinned Delta table version.
 
-A partition is read only through `read_partition` (its manifest names a consistent file set, even
-while compaction swaps files). `applied_seq` is read before any manifest, so every commit up to it
-is included in what is read afterwards, and its Kafka offsets are a lower bound of what the rollup saw.
+A read first pins the table version (`LakeState.read`), then lists each partition's files in that
+version (`read_partition(..., version)`): every commit up to it is included, nothing after it, even
+while optimize swaps files. The ledger records that version, so a rerun "as of version V" reads
+exactly the same rows (as long as vacuum has not removed V's files).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -18,11 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shoppulse.contract.schema import LAKE_SCHEMA
-from shoppulse.lake import commit as log
 from shoppulse.lake.decode import QUARANTINE_SCHEMA
 from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
+from shoppulse.lake.table import LakeRef, arrow_filesystem, file_path, offsets_in, open_table, polars_storage_options
 from shoppulse.metrics import SALES_EVENT_TYPES
 from shoppulse.rollups.dedup import later_copies
+from shoppulse.settings import get_settings
 
 
 def _columns(*names: str) -> dict[str, pl.DataType]:
@@ -73,23 +74,31 @@ _ITEMS_ARROW_TYPE = pl.Series(dtype=LAKE_SCHEMA["items"]).to_arrow().type
 
 @dataclass(frozen=True)
 class LakeState:
-    """The newest fully applied lake commit when a read began, and the Kafka offsets it recorded."""
+    """The table version a read is pinned to, and the Kafka offsets that version records."""
 
     applied_seq: int
+    """The pinned Delta table version (named for the ledger key it fills)."""
     offsets: Mapping[str, Mapping[str, int]]
 
+    @property
+    def version(self) -> int:
+        return self.applied_seq
+
     @staticmethod
-    def read(lake_dir: Path) -> LakeState:
-        seq = log.read_applied(Path(lake_dir))
-        record = log.read_commit(Path(lake_dir), seq) if seq else None
-        return LakeState(seq, record.offsets if record else {})
+    def read(lake: LakeRef, version: int | None = None) -> LakeState:
+        """Pin `version` (default: the newest) and read its offsets of the events topic."""
+        table = open_table(lake, version)
+        topic = get_settings().events_topic
+        offsets = offsets_in(table, topic)
+        return LakeState(table.version(), {topic: {str(p): o for p, o in offsets.items()}} if offsets else {})
 
 
 def source_offsets(state: LakeState, snapshots: Iterable[PartitionSnapshot]) -> dict[str, Any]:
-    """Ledger `source_offsets`: lake versions of the partitions read, and the lake's Kafka offsets."""
+    """Ledger `source_offsets`: the pinned table version (`lake_applied_seq`), a content key of each
+    partition read, and the Kafka offsets that version holds."""
     return {
         "lake_applied_seq": state.applied_seq,
-        "partitions": {f"{s.table.value}/{s.date.isoformat()}": s.version for s in snapshots},
+        "partitions": {f"{s.table.value}/{s.date.isoformat()}": s.content_key for s in snapshots},
         "kafka_next_offsets": {topic: dict(parts) for topic, parts in state.offsets.items()},
     }
 
@@ -109,6 +118,9 @@ def scan_partition(
         missing_columns="insert",
         extra_columns="ignore",
         row_index_name="row" if row_index else None,
+        storage_options=polars_storage_options(snapshot.lake),
+        # Files optimize rewrote hold Delta's microsecond timestamps; drained files hold milliseconds.
+        cast_options=pl.ScanCastOptions(datetime_cast="microsecond-downcast"),
     ).select(["row", *schema] if row_index else list(schema))
 
 
@@ -131,13 +143,13 @@ class DayEvents:
         return self.events["event_ts"].max() if self.events.height else None  # type: ignore[return-value]
 
 
-def load_day(lake_dir: Path, day: dt.date) -> DayEvents:
-    """Read and deduplicate the events partition of `day`.
+def load_day(lake_dir: LakeRef, day: dt.date, version: int | None = None) -> DayEvents:
+    """Read and deduplicate the events partition of `day` at table `version` (default: the newest).
 
     Both reads number rows the same way (same files, same order), so the copies found among all
     events are dropped from the money-moving ones by row number: one rule, applied once.
     """
-    snapshot = read_partition(Path(lake_dir), LakeTable.EVENTS, day)
+    snapshot = read_partition(lake_dir, LakeTable.EVENTS, day, version)
     events = scan_partition(snapshot, ACTIVITY_COLUMNS, row_index=True).collect()
     # The second read decodes only the money columns; the columns both frames have are gathered from
     # `events` by row number instead of being decoded again for every row of the day.
@@ -171,8 +183,9 @@ def order_lines_of_rows(snapshot: PartitionSnapshot, rows: pl.Series) -> pl.Seri
     if rows.is_empty():
         return pl.Series("items", [], dtype=LAKE_SCHEMA["items"])
     chunks = []
+    fs, _ = arrow_filesystem(snapshot.lake) if snapshot.lake else (None, "")
     for path in snapshot.paths:
-        with pq.ParquetFile(path) as file:
+        with pq.ParquetFile(file_path(snapshot.lake, path), filesystem=fs) as file:
             if "items" in file.schema_arrow.names:
                 chunks.extend(file.read(columns=["items"]).column("items").cast(_ITEMS_ARROW_TYPE).chunks)
             else:  # a file older than the column: its rows have no order lines

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
+from shoppulse.lake.table import LakeRef, is_remote, lake_uri
 from shoppulse.metrics import (
     ACTIVE_USER_COLUMNS,
     ACTIVE_USER_WINDOWS_MINUTES,
@@ -30,6 +31,7 @@ from shoppulse.metrics import (
     WAU_DAYS,
 )
 from shoppulse.rollups.source import entity_codes, scan_partition
+from shoppulse.settings import get_settings
 
 MINUTE_MS = 60_000
 DAY = dt.timedelta(days=1)
@@ -89,9 +91,12 @@ def minute_of(expr: pl.Expr) -> pl.Expr:
     return expr.dt.epoch("ms") // MINUTE_MS
 
 
-def previous_day_tail(lake_dir: Path, day: dt.date) -> tuple[PartitionSnapshot, pl.DataFrame]:
-    """(user_id, event_ts) of the previous day's last LOOKBACK_MINUTES minutes (reach of the first windows)."""
-    snapshot = read_partition(Path(lake_dir), LakeTable.EVENTS, day - DAY)
+def previous_day_tail(
+    lake_dir: LakeRef, day: dt.date, version: int | None = None
+) -> tuple[PartitionSnapshot, pl.DataFrame]:
+    """(user_id, event_ts) of the previous day's last LOOKBACK_MINUTES minutes (reach of the first windows),
+    at table `version` (default: the newest)."""
+    snapshot = read_partition(lake_dir, LakeTable.EVENTS, day - DAY, version)
     cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
     schema = {"user_id": pl.String(), "event_ts": pl.Datetime("ms", "UTC")}
     tail = scan_partition(snapshot, schema).filter(pl.col("event_ts") >= cutoff).collect()
@@ -277,21 +282,28 @@ def users_daily(events: pl.DataFrame, day: dt.date, window: RollingActiveUsers) 
 class UserDaysCache:
     """Derived data the users rollup would otherwise re-read from the lake on every run, as Parquet:
 
-    - `user_days/event_date=D/v<version>`: the distinct user_ids of partition D at that lake version;
+    - `user_days/event_date=D/<content key>`: the distinct user_ids of partition D with that file set;
     - `user_window/before=D/<digest>`: each user's last active day over the MAU_DAYS − 1 days before D,
-      keyed by a digest of those partitions' versions (so a late event anywhere in them invalidates it).
+      keyed by a digest of those partitions' content keys (so a late event anywhere in them invalidates it).
 
-    It lives under `<lake>/_derived/`. Entries are immutable and exact for their key; a newer entry
-    replaces older ones of the same day, and deleting the directory only costs recomputation.
+    It lives under `<lake>/_derived/` for a local lake (Delta ignores paths starting with `_`), and under
+    the local state directory for a remote one. Entries are immutable and exact for their key; a newer
+    entry replaces older ones of the same day, and deleting the directory only costs recomputation.
     """
 
-    def __init__(self, lake_dir: Path) -> None:
-        self.lake_dir = Path(lake_dir)
-        self.root = self.lake_dir / "_derived"
+    def __init__(self, lake_dir: LakeRef, version: int | None = None) -> None:
+        self.lake_dir = lake_dir
+        self.version = version
+        """The table version the partitions are read at (None: the newest at each read)."""
+        if is_remote(lake_dir):
+            digest = hashlib.sha256(lake_uri(lake_dir).encode()).hexdigest()[:16]
+            self.root = get_settings().home / "derived" / digest
+        else:
+            self.root = Path(lake_dir) / "_derived"
 
     def _day_path(self, snapshot: PartitionSnapshot) -> Path:
         day = snapshot.date.isoformat()
-        return self.root / "user_days" / f"event_date={day}" / f"v{snapshot.version:012d}.parquet"
+        return self.root / "user_days" / f"event_date={day}" / f"{snapshot.content_key}.parquet"
 
     @staticmethod
     def _write(path: Path, frame: pl.DataFrame) -> None:
@@ -322,8 +334,8 @@ class UserDaysCache:
     def window_before(self, day: dt.date) -> tuple[dict[dt.date, PartitionSnapshot], RollingActiveUsers]:
         """The rolling window over the MAU_DAYS − 1 days before `day`, and the snapshots it was built from."""
         days = [day - dt.timedelta(days=back) for back in range(MAU_DAYS - 1, 0, -1)]
-        snapshots = {d: read_partition(self.lake_dir, LakeTable.EVENTS, d) for d in days}
-        key = hashlib.sha256(";".join(f"{d}:{s.version}" for d, s in snapshots.items()).encode()).hexdigest()[:32]
+        snapshots = {d: read_partition(self.lake_dir, LakeTable.EVENTS, d, self.version) for d in days}
+        key = hashlib.sha256(";".join(f"{d}:{s.content_key}" for d, s in snapshots.items()).encode()).hexdigest()[:32]
         path = self.root / "user_window" / f"before={day.isoformat()}" / f"{key}.parquet"
         try:
             return snapshots, RollingActiveUsers.from_last_seen(pl.read_parquet(path), day - DAY)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import polars as pl
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from shoppulse.lake import commit as log
+from shoppulse.lake import committed_offsets
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
+from shoppulse.lake.table import LakeRef, commit_info, commits_between, polars_storage_options, table_version
 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> int:
@@ -49,19 +49,23 @@ def high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, in
         consumer.close()
 
 
-def landed_offsets(lake: Path) -> Counter[tuple[int, int]]:
-    """(kafka partition, offset) of every row in the lake's three tables, with multiplicity."""
+def landed_offsets(lake: LakeRef) -> Counter[tuple[int, int]]:
+    """(kafka partition, offset) of every row in the lake's three kinds of record, with multiplicity."""
     seen: Counter[tuple[int, int]] = Counter()
     for table in LakeTable:
         for day in partition_dates(lake, table):
             snap = read_partition(lake, table, day)
             if snap.files:
-                frame = pl.read_parquet(snap.paths, columns=["kafka_partition", "kafka_offset"])
+                frame = pl.read_parquet(
+                    snap.paths,
+                    columns=["kafka_partition", "kafka_offset"],
+                    storage_options=polars_storage_options(lake),
+                )
                 seen.update(zip(frame["kafka_partition"].to_list(), frame["kafka_offset"].to_list(), strict=True))
     return seen
 
 
-def assert_exactly_once(lake: Path, topic: str, hw: dict[int, int]) -> None:
+def assert_exactly_once(lake: LakeRef, topic: str, hw: dict[int, int]) -> None:
     """Every offset below the high watermark is in the lake once, and the commit ranges tile the topic."""
     seen = landed_offsets(lake)
     duplicates = {k: n for k, n in seen.items() if n > 1}
@@ -70,11 +74,16 @@ def assert_exactly_once(lake: Path, topic: str, hw: dict[int, int]) -> None:
     missing = expected - set(seen)
     assert not missing, f"{len(missing)} offsets missing, e.g. {sorted(missing)[:5]}"
     assert set(seen) == expected
-    assert log.committed_offsets(lake, topic) == {p: end for p, end in hw.items() if end > 0}
+    committed = committed_offsets(lake, topic)
+    assert {p: committed[p] for p in committed} == {p: hw[p] for p in committed}
+    assert {p for p, end in hw.items() if end > 0} <= set(committed)
     # The append commits' ranges are contiguous per partition: no gap, no overlap.
     next_expected: dict[int, int] = {}
-    for record in log.commits_since(lake, 0):
-        for part, (first, last) in record.ranges.get(topic, {}).items():
+    for _, actions in commits_between(lake, 0, table_version(lake)):
+        info = commit_info(actions).get("shoppulse", {})
+        if info.get("topic") != topic:
+            continue
+        for part, (first, last) in info.get("ranges", {}).items():
             p = int(part)
             assert first == next_expected.get(p, 0), f"partition {p}: range starts at {first}"
             next_expected[p] = last + 1

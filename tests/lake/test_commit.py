@@ -1,94 +1,26 @@
-"""The commit log: crashes at each step leave the lake either without the commit or with all of it."""
+"""The lake's Delta commits: all of a commit or none of it, stale offsets refused, optimize and vacuum."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from shoppulse.lake import commit as log
-from shoppulse.lake.compaction import compact_one, plan, vacuum_due
-from shoppulse.lake.layout import LakeTable, partition_dir, read_partition
-from shoppulse.lake.writer import append_events
+from shoppulse.contract.schema import LAKE_SCHEMA
+from shoppulse.lake import LakeLogUnavailableError, committed_offsets, events_added, table_version
+from shoppulse.lake.compaction import compact_one, vacuum
+from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
+from shoppulse.lake.table import open_table
+from shoppulse.lake.writer import StaleOffsetsError, append_events, commit_files, write_file
 
 DAY = dt.date(2026, 11, 20)
 OTHER_DAY = dt.date(2026, 11, 18)
 
 
-def stage_two_days(lake: Path, seq: int, rows: int = 3) -> tuple[log.Stage, log.CommitRecord]:
-    stage = log.Stage(lake, seq)
-    for day in (DAY, OTHER_DAY):
-        name = f"{seq:012d}-0000.parquet"
-        path = stage.path_for(LakeTable.EVENTS, day, name)
-        pl.DataFrame({"x": list(range(rows))}).write_parquet(path)
-        stage.add(log.FileRef(LakeTable.EVENTS, day, name, rows=rows, size=path.stat().st_size))
-    record = log.CommitRecord(seq=seq, kind="append", offsets={"t": {"0": seq * 10}})
-    return stage, record
-
-
-def test_commit_applies_files_manifests_and_offsets(tmp_path: Path) -> None:
-    stage, record = stage_two_days(tmp_path, 1)
-    log.commit(tmp_path, stage, record)
-    for day in (DAY, OTHER_DAY):
-        snap = read_partition(tmp_path, LakeTable.EVENTS, day)
-        assert snap.version == 1 and snap.rows == 3 and all(f.exists() for f in snap.files)
-    assert log.committed_offsets(tmp_path, "t") == {0: 10}
-    assert not (tmp_path / log.STAGING_DIR / "1").exists()
-
-
-def test_crash_before_the_commit_point_leaves_nothing(tmp_path: Path) -> None:
-    stage, _ = stage_two_days(tmp_path, 1)  # files staged, no log record: the process "died" here
-    assert log.recover(tmp_path) == 0
-    assert read_partition(tmp_path, LakeTable.EVENTS, DAY).rows == 0
-    assert log.committed_offsets(tmp_path, "t") == {}
-    assert not stage.root.exists()
-
-
-def test_crash_after_the_commit_point_is_rolled_forward(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stage, record = stage_two_days(tmp_path, 1)
-    real_write_manifest = log.write_manifest
-    calls = {"n": 0}
-
-    def die_after_first_manifest(*args: object, **kwargs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError("simulated crash between two manifest writes")
-        real_write_manifest(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(log, "write_manifest", die_after_first_manifest)
-    with pytest.raises(OSError, match="simulated crash"):
-        log.commit(tmp_path, stage, record)
-    monkeypatch.setattr(log, "write_manifest", real_write_manifest)
-    # Half applied: one day visible, the other not, `_applied` not advanced.
-    assert log.read_applied(tmp_path) == 0
-    assert log.recover(tmp_path) == 1
-    for day in (DAY, OTHER_DAY):
-        assert read_partition(tmp_path, LakeTable.EVENTS, day).rows == 3
-    assert log.read_applied(tmp_path) == 1
-    assert log.recover(tmp_path) == 1  # idempotent
-
-
-def test_a_sequence_number_can_be_committed_once(tmp_path: Path) -> None:
-    stage, record = stage_two_days(tmp_path, 1)
-    log.commit(tmp_path, stage, record)
-    stage2, record2 = stage_two_days(tmp_path, 1)
-    with pytest.raises(log.CommitConflictError):
-        log.commit(tmp_path, stage2, record2)
-    assert read_partition(tmp_path, LakeTable.EVENTS, DAY).rows == 3
-
-
-def test_lock_excludes_a_second_writer(tmp_path: Path) -> None:
-    with log.lake_lock(tmp_path), pytest.raises(log.LakeBusyError), log.lake_lock(tmp_path):
-        pass
-    with log.lake_lock(tmp_path):  # released
-        pass
-
-
 def _events(n: int, day: dt.date, offset: int) -> pl.DataFrame:
-    from shoppulse.contract.schema import LAKE_SCHEMA
-
     ts = dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
     data = {name: [None] * n for name in LAKE_SCHEMA}
     data.update(
@@ -103,25 +35,91 @@ def _events(n: int, day: dt.date, offset: int) -> pl.DataFrame:
     return pl.DataFrame(data, schema=LAKE_SCHEMA)
 
 
-def test_compaction_merges_small_files_and_readers_see_the_same_rows(tmp_path: Path) -> None:
+def _rows(lake: Path, day: dt.date, version: int | None = None) -> pl.DataFrame:
+    snap = read_partition(lake, LakeTable.EVENTS, day, version)
+    return pl.read_parquet(snap.paths, columns=["kafka_offset"]).sort("kafka_offset") if snap.files else pl.DataFrame()
+
+
+def test_one_commit_lands_files_of_several_partitions_and_the_offsets(tmp_path: Path) -> None:
+    table = open_table(tmp_path)
+    adds = [write_file(tmp_path, LakeTable.EVENTS, day, _events(3, day, 0)) for day in (DAY, OTHER_DAY)]
+    adds.append(write_file(tmp_path, LakeTable.QUARANTINE, DAY, pl.DataFrame({"reason_code": ["empty"]})))
+    version = commit_files(table, adds, offsets={("t", 0): 10, ("t", 1): 4})
+    assert version == table_version(tmp_path) == 1
+    for day in (DAY, OTHER_DAY):
+        snap = read_partition(tmp_path, LakeTable.EVENTS, day)
+        assert snap.version == 1 and snap.rows == 3 and all(Path(f).exists() for f in snap.files)
+    assert read_partition(tmp_path, LakeTable.QUARANTINE, DAY).rows == 1
+    assert committed_offsets(tmp_path, "t") == {0: 10, 1: 4}
+    assert committed_offsets(tmp_path, "other") == {}
+
+
+def test_files_written_but_never_committed_are_invisible(tmp_path: Path) -> None:
+    open_table(tmp_path)
+    orphan = write_file(tmp_path, LakeTable.EVENTS, DAY, _events(3, DAY, 0))  # the writer "died" here
+    assert (tmp_path / orphan.path).exists()
+    assert read_partition(tmp_path, LakeTable.EVENTS, DAY).rows == 0
+    assert partition_dates(tmp_path, LakeTable.EVENTS) == []
+    assert committed_offsets(tmp_path, "t") == {}
+    assert vacuum(tmp_path, retention_hours=0) != []  # vacuum deletes such orphans once they are old enough
+    assert not (tmp_path / orphan.path).exists()
+
+
+def test_a_writer_with_stale_offsets_cannot_commit(tmp_path: Path) -> None:
+    open_table(tmp_path)
+    zombie = open_table(tmp_path)  # read offsets {} at version 0 ...
+    current = open_table(tmp_path)
+    commit_files(current, [write_file(tmp_path, LakeTable.EVENTS, DAY, _events(5, DAY, 0))], offsets={("t", 0): 5})
+    # ... and tries to land the same range after another writer did: refused, nothing lands.
+    with pytest.raises(StaleOffsetsError):
+        commit_files(zombie, [write_file(tmp_path, LakeTable.EVENTS, DAY, _events(5, DAY, 0))], offsets={("t", 0): 5})
+    assert committed_offsets(tmp_path, "t") == {0: 5}
+    assert _rows(tmp_path, DAY)["kafka_offset"].to_list() == [0, 1, 2, 3, 4]
+    assert table_version(tmp_path) == 1
+
+
+def test_writers_of_disjoint_partitions_commit_concurrently(tmp_path: Path) -> None:
+    open_table(tmp_path)
+    shard_a, shard_b = open_table(tmp_path), open_table(tmp_path)  # same snapshot, different partitions
+    commit_files(shard_a, [write_file(tmp_path, LakeTable.EVENTS, DAY, _events(2, DAY, 0))], offsets={("t", 0): 2})
+    commit_files(shard_b, [write_file(tmp_path, LakeTable.EVENTS, DAY, _events(3, DAY, 100))], offsets={("t", 1): 3})
+    assert committed_offsets(tmp_path, "t") == {0: 2, 1: 3}
+    assert read_partition(tmp_path, LakeTable.EVENTS, DAY).rows == 5
+
+
+def test_optimize_merges_files_pinned_versions_stay_readable_until_vacuum(tmp_path: Path) -> None:
     for i in range(12):
         append_events(tmp_path, _events(10, DAY, offset=i * 10))
     before = read_partition(tmp_path, LakeTable.EVENTS, DAY)
-    assert len(before.files) == 12
-    rows_before = pl.read_parquet(before.paths).sort("kafka_offset")
-    assert plan(tmp_path, LakeTable.EVENTS, DAY, min_files=10, max_rows=1_000_000)
-    with log.lake_lock(tmp_path):
-        compacted = compact_one(tmp_path, 10, 1_000_000, grace_seconds=3600, candidates=[(LakeTable.EVENTS, DAY)])
-    assert compacted == [f"events/{DAY}"]
+    assert len(before.files) == 12 and before.version == 12
+    rows_before = _rows(tmp_path, DAY)
+    assert compact_one(tmp_path, 10, [(LakeTable.EVENTS, DAY)]) == [f"events/{DAY}"]
     after = read_partition(tmp_path, LakeTable.EVENTS, DAY)
-    assert len(after.files) == 1 and after.rows == 120
-    assert pl.read_parquet(after.paths).sort("kafka_offset").equals(rows_before)
-    # A reader that listed the old manifest can still read its files during the grace period ...
-    assert all(path.exists() for path in before.files)
-    assert vacuum_due(tmp_path, grace_seconds=3600) == []
+    assert len(after.files) == 1 and after.rows == 120 and after.version == 13
+    assert _rows(tmp_path, DAY).equals(rows_before)
+    # The optimize commit changed no data: no file of it counts as added events.
+    assert events_added(tmp_path, DAY, 12, 13) == []
+    assert len(events_added(tmp_path, DAY, 0, 13)) == 12
+    # A reader pinned to version 12 still reads its files during the retention ...
+    assert _rows(tmp_path, DAY, version=12).equals(rows_before)
+    assert vacuum(tmp_path) == []
     # ... and they are deleted once it has passed.
-    assert vacuum_due(tmp_path, grace_seconds=0) == [f"events/{DAY}"]
-    assert not any(path.exists() for path in before.files)
-    assert sorted(p.name for p in partition_dir(tmp_path, LakeTable.EVENTS, DAY).glob("*.parquet")) == [
-        after.files[0].name
-    ]
+    assert len(vacuum(tmp_path, retention_hours=0)) == 12
+    assert not any(Path(path).exists() for path in before.files)
+    assert _rows(tmp_path, DAY).equals(rows_before)
+
+
+def test_events_added_lists_the_data_files_of_a_version_range(tmp_path: Path) -> None:
+    append_events(tmp_path, _events(3, DAY, 0))
+    append_events(tmp_path, pl.concat([_events(2, DAY, 10), _events(4, OTHER_DAY, 20)]))
+    assert table_version(tmp_path) == 2
+    first, second = events_added(tmp_path, DAY, 0, 2)
+    assert pl.read_parquet(first)["kafka_offset"].to_list() == [0, 1, 2]
+    assert pl.read_parquet(second)["kafka_offset"].to_list() == [10, 11]
+    assert events_added(tmp_path, DAY, 1, 2) == [second]
+    assert [pl.read_parquet(f).height for f in events_added(tmp_path, OTHER_DAY, 0, 2)] == [4]
+    assert events_added(tmp_path, DAY, 2, 2) == []
+    # When the log of the range is gone, the caller is told to recompute.
+    shutil.move(tmp_path / "_delta_log" / f"{1:020d}.json", tmp_path / "moved.json")
+    with pytest.raises(LakeLogUnavailableError):
+        events_added(tmp_path, DAY, 0, 2)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -36,10 +35,10 @@ from typing import Any
 import polars as pl
 
 from shoppulse.contract.schema import ITEM_STRUCT, LAKE_SCHEMA
-from shoppulse.lake import commit as log
 from shoppulse.lake.decode import QUARANTINE_SCHEMA
 from shoppulse.lake.layout import LakeTable
-from shoppulse.lake.writer import append_events
+from shoppulse.lake.table import open_table
+from shoppulse.lake.writer import append_events, commit_files, write_file
 
 D1 = dt.date(2025, 3, 10)
 D2 = dt.date(2025, 3, 11)
@@ -296,19 +295,8 @@ def late_rows() -> list[dict[str, Any]]:
 
 
 def commit_table(lake: Path, table: LakeTable, day: dt.date, rows: pl.DataFrame) -> None:
-    """Commit a file into a `late` or `quarantine` partition through the lake's commit protocol."""
-    with log.lake_lock(lake, wait_seconds=10):
-        seq = log.recover(lake) + 1
-        previous = log.read_commit(lake, seq - 1)
-        stage = log.Stage(lake, seq)
-        name = f"{seq:012d}-0000.parquet"
-        path = stage.path_for(table, day, name)
-        rows.write_parquet(path)
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-        stage.add(log.FileRef(table, day, name, rows=rows.height, size=path.stat().st_size))
-        record = log.CommitRecord(seq=seq, kind="append", offsets=previous.offsets if previous else {})
-        log.commit(lake, stage, record)
+    """Commit a file into a `late` or `quarantine` partition in one Delta commit (as a drain does)."""
+    commit_files(open_table(lake), [write_file(lake, table, day, rows)])
 
 
 def build_lake(lake: Path, with_late: bool = True) -> None:

@@ -128,7 +128,7 @@ def test_asset_backfill_like_the_ui_is_one_run_over_the_range(
     scenario_lake: Path, database: str, monkeypatch: pytest.MonkeyPatch, settings
 ) -> None:
     """The UI's backfill path (daemon iteration over a PartitionBackfill) against the real Definitions."""
-    monkeypatch.setenv("SHOPPULSE_LAKE_DIR", str(scenario_lake))
+    monkeypatch.setenv("SHOPPULSE_LAKE_URI", str(scenario_lake))
     monkeypatch.setenv("DATABASE_URL", database)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap_servers)
     monkeypatch.setenv("SHOPPULSE_EVENTS_TOPIC", settings.events_topic)

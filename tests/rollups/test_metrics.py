@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from shoppulse import metrics
+from shoppulse.lake import table_version
+from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.rollups import catalog
 from shoppulse.rollups.runner import quality_write, run_event_rollups, run_partition_writes
 from tests.rollups.conftest import fetch, write_fx
@@ -247,11 +249,14 @@ def test_ledger_records_source_and_watermark(rolled_up: str, scenario_lake: Path
     }
     rows, version, offsets, newest, run = ledger[("sales", D1)]
     assert rows == 4 + 4 + 3 + 4 + 1  # 15m, hourly, daily, hourly reporting, daily reporting
-    assert version == 2  # D1 last changed by the lake's second commit (the late page view)
-    assert offsets["partitions"] == {"events/2025-03-10": 2}
+    assert version == table_version(scenario_lake) == 4  # the pinned table version (all 4 commits read)
+    assert offsets["lake_applied_seq"] == 4
+    d1 = read_partition(scenario_lake, LakeTable.EVENTS, D1)
+    assert len(d1.files) == 2  # the base commit's file and the late page view's
+    assert offsets["partitions"] == {"events/2025-03-10": d1.content_key}
     assert newest == at(D1, "23:59:30") and run == "test"
     _, users_version, users_offsets, _, _ = ledger[("users", D2)]
-    assert users_version == 2 and users_offsets["partitions"]["events/2025-03-10"] == 2  # WAU reads D1
+    assert users_version == 4 and users_offsets["partitions"]["events/2025-03-10"] == d1.content_key  # WAU reads D1
     _, quality_version, _, quality_newest, _ = ledger[("ingest_quality", D2)]
     assert quality_version == 4  # the quarantine commit
     assert quality_newest == at(D2, "03:00:00")  # newest broker timestamp received that day
@@ -269,6 +274,5 @@ def test_a_day_without_events_is_written_empty_with_its_ledger_row(scenario_lake
         empty_day,
     )
     assert ledger == [
-        (asset, 0, 2 if asset == "users" else 0, None)
-        for asset in sorted((*catalog.EVENT_ROLLUPS, catalog.INGEST_QUALITY))
-    ]  # users reads D1 (version 2) for its WAU/MAU, but has no row without events of its own
+        (asset, 0, 4, None) for asset in sorted((*catalog.EVENT_ROLLUPS, catalog.INGEST_QUALITY))
+    ]  # every rollup records the table version it read (4), even with no row of its own

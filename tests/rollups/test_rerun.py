@@ -7,9 +7,9 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from shoppulse.lake import commit as log
+from shoppulse.lake import table_version
 from shoppulse.lake.compaction import compact_partition
-from shoppulse.lake.layout import LakeTable, read_manifest
+from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.lake.writer import append_events
 from shoppulse.rollups import catalog
 from shoppulse.rollups.affected import partitions_to_refresh, runs_by_partition
@@ -52,10 +52,9 @@ def test_compaction_changes_files_not_rows(scenario_lake: Path, database: str) -
     write_fx(database, [D1, D2])
     roll_up(scenario_lake, database, [D1, D2])
     before = serving_rows(database)
-    with log.lake_lock(scenario_lake, wait_seconds=10):
-        names = sorted(read_manifest(scenario_lake, LakeTable.EVENTS, D1)["files"])
-        assert len(names) == 2
-        compact_partition(scenario_lake, LakeTable.EVENTS, D1, names)
+    assert len(read_partition(scenario_lake, LakeTable.EVENTS, D1).files) == 2
+    compact_partition(scenario_lake, LakeTable.EVENTS, D1)
+    assert len(read_partition(scenario_lake, LakeTable.EVENTS, D1).files) == 1
     roll_up(scenario_lake, database, [D1, D2])
     assert serving_rows(database) == before
     assert fetch(
@@ -63,6 +62,32 @@ def test_compaction_changes_files_not_rows(scenario_lake: Path, database: str) -
         "SELECT lake_version FROM analytics.materializations WHERE asset = 'sales' AND partition_date = %s",
         D1,
     ) == [(5,)]  # the compaction commit, newer than what was read before
+
+
+def test_a_rerun_as_of_a_table_version_writes_identical_rows(
+    scenario_lake: Path, new_database: Callable[[], str]
+) -> None:
+    """The ledger's table version pins the input: rolling up "as of" it after the lake moved on (here a
+    late event of D1 landed) gives exactly the rows computed back then."""
+    then, rerun = new_database(), new_database()
+    for url in (then, rerun):
+        write_fx(url, [D1, D2])
+    roll_up(scenario_lake, then, [D1, D2])
+    (version,) = {
+        v
+        for (v,) in fetch(
+            then, "SELECT DISTINCT lake_version FROM analytics.materializations WHERE asset <> 'fx_rates'"
+        )
+    }
+    assert version == table_version(scenario_lake) == 4
+    append_events(scenario_lake, scenario.frame(scenario.late_rows()))  # the lake moves on
+    run_event_rollups(scenario_lake, rerun, [D1, D2], catalog.EVENT_ROLLUPS, "USD", version=version)
+    assert serving_rows(rerun) == serving_rows(then)
+    assert fetch(rerun, "SELECT DISTINCT lake_version FROM analytics.materializations WHERE asset <> 'fx_rates'") == [
+        (version,)
+    ]
+    roll_up(scenario_lake, rerun, [D1, D2])  # as of the newest version: D1 has one more page view
+    assert serving_rows(rerun) != serving_rows(then)
 
 
 def test_late_event_reruns_only_the_partitions_it_reaches(tmp_path: Path, new_database: Callable[[], str]) -> None:
