@@ -1,14 +1,18 @@
-"""Ingest benchmark: Kafka -> Parquet lake drain against two baselines, measured in the same run.
+"""Ingest benchmark: Kafka -> lake drain against its baselines, measured in the same run.
 
-    uv run python bench/ingest.py [--events 2000000] [--faults]
+    uv run python bench/ingest.py [--events 2000000] [--faults] [--baseline-ref REF] [--s3]
 
 1. Preloads N simulator events (realistic mix, optional faults) into a fresh topic on the real broker.
 2. Runs, each in its own process (so peak RSS is its own):
    - ``bare``:  a bare confluent-kafka consume loop touching every value (the local ceiling);
-   - ``drain``: the real drain (decode, validate, quarantine, Parquet, commit) until caught up;
+   - ``drain``: the real drain (decode, validate, quarantine, Parquet, Delta commit) until caught up;
+   - ``old``:   the drain of git ref ``--baseline-ref`` (default: the last commit of the home-made
+     commit log, before the Delta table), run from a `git archive` of that ref's ``shoppulse/``;
+   - ``s3``:    (with ``--s3``) the real drain into ``s3://`` on the S3 server the environment points at
+     (AWS_ENDPOINT_URL; `python -m shoppulse.stack up` with SHOPPULSE_LAKE_URI=s3://... starts s3proxy);
    - ``seed``:  a "seed-style" consumer that upserts one aggregate row per event in PostgreSQL and
      commits each (run on a prefix of the topic: it is slow; its rate is what is compared).
-3. Prints events/s, peak RSS and the ratios drain/bare and drain/seed.
+3. Prints events/s, peak RSS and the ratios drain/bare, drain/old (must stay >= 0.9) and drain/seed.
 """
 
 from __future__ import annotations
@@ -87,9 +91,14 @@ def run_bare(bootstrap: str, topic: str, events: int) -> dict:
     return {"events": seen, "seconds": seconds, "bytes": total_bytes}
 
 
-def run_drain(bootstrap: str, topic: str, events: int) -> dict:
+BASELINE_REF = "43c2921"
+"""The last commit whose lake was the home-made commit log (manifests, `_log/`)."""
+
+
+def run_drain(bootstrap: str, topic: str, events: int, s3_uri: str = "") -> dict:
     lake = Path(tempfile.mkdtemp(prefix="bench-lake-"))
-    config = DrainConfig(bootstrap, topic, lake, max_seconds=30.0)
+    target = f"{s3_uri.rstrip('/')}/bench-{uuid.uuid4().hex[:8]}" if s3_uri else lake
+    config = DrainConfig(bootstrap, topic, target, max_seconds=30.0)
     began = time.perf_counter()
     landed = drains = 0
     while True:
@@ -149,15 +158,34 @@ def child(args: argparse.Namespace) -> None:
     """Run one variant and print its result as JSON, with its own peak RSS."""
     if args.variant == "bare":
         result = run_bare(args.bootstrap, args.topic, args.events)
-    elif args.variant == "drain":
+    elif args.variant in ("drain", "old"):
         result = run_drain(args.bootstrap, args.topic, args.events)
+    elif args.variant == "s3":
+        result = run_drain(args.bootstrap, args.topic, args.events, args.s3_uri)
     else:
         result = run_seed(args.bootstrap, args.topic, args.events, args.database_url)
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
-def measure(variant: str, bootstrap: str, topic: str, events: int, database_url: str = "") -> dict:
+def baseline_tree(ref: str) -> Path:
+    """`shoppulse/` of git `ref`, extracted into a temp directory (put first on PYTHONPATH to run it)."""
+    root = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+    repo = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "shoppulse"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive.stdout, check=True)
+    return root
+
+
+def measure(
+    variant: str,
+    bootstrap: str,
+    topic: str,
+    events: int,
+    database_url: str = "",
+    baseline: Path | None = None,
+    s3_uri: str = "",
+) -> dict:
     argv = [
         sys.executable,
         __file__,
@@ -171,9 +199,13 @@ def measure(variant: str, bootstrap: str, topic: str, events: int, database_url:
         str(events),
         "--database-url",
         database_url,
+        "--s3-uri",
+        s3_uri,
     ]
     # The drain runs with the allocator options the code server (where the sensor drains) has.
-    env = with_malloc_conf(os.environ, DRAIN_MALLOC_CONF) if variant == "drain" else None
+    env = with_malloc_conf(os.environ, DRAIN_MALLOC_CONF) if variant in ("drain", "old", "s3") else None
+    if variant == "old" and baseline is not None:
+        env = {**(env or os.environ), "PYTHONPATH": str(baseline)}
     proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{variant} failed with exit code {proc.returncode}")
@@ -188,7 +220,10 @@ def main() -> None:
     parser.add_argument("--seed-events", type=int, default=20_000, help="events the slow seed-style consumer handles")
     parser.add_argument("--faults", action="store_true", help="inject the simulator's default fault rates")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--child", choices=["bare", "drain", "seed"], dest="variant")
+    parser.add_argument("--baseline-ref", default=BASELINE_REF, help="git ref of the drain to compare with")
+    parser.add_argument("--s3", action="store_true", help="also drain into s3:// (SHOPPULSE_BENCH_S3_URI)")
+    parser.add_argument("--s3-uri", default="")
+    parser.add_argument("--child", choices=["bare", "drain", "old", "s3", "seed"], dest="variant")
     parser.add_argument("--bootstrap")
     parser.add_argument("--topic")
     parser.add_argument("--database-url", default="")
@@ -212,7 +247,10 @@ def main() -> None:
             f"in {time.perf_counter() - began:.1f}s into {topic}"
         )
         bare = measure("bare", bootstrap, topic, produced)
+        old = measure("old", bootstrap, topic, produced, baseline=baseline_tree(args.baseline_ref))
         drained = measure("drain", bootstrap, topic, produced)
+        s3_uri = os.environ.get("SHOPPULSE_BENCH_S3_URI", "s3://shoppulse/bench")
+        on_s3 = measure("s3", bootstrap, topic, produced, s3_uri=s3_uri) if args.s3 else None
         seed = measure(
             "seed", bootstrap, topic, min(args.seed_events, produced), with_database(settings.database_url, database)
         )
@@ -223,9 +261,14 @@ def main() -> None:
 
     print()
     print(f"{'variant':<8} {'events':>10} {'seconds':>8} {'events/s':>12} {'peak RSS MB':>12}")
-    for name, r in (("bare", bare), ("drain", drained), ("seed", seed)):
-        print(f"{name:<8} {r['events']:>10,} {r['seconds']:>8.2f} {r['rate']:>12,.0f} {r['peak_rss_mb']:>12.0f}")
+    variants = [("bare", bare), ("old", old), ("drain", drained), ("s3", on_s3), ("seed", seed)]
+    for name, r in variants:
+        if r is not None:
+            print(f"{name:<8} {r['events']:>10,} {r['seconds']:>8.2f} {r['rate']:>12,.0f} {r['peak_rss_mb']:>12.0f}")
     print()
+    print(f"drain / old lake     : {drained['rate'] / old['rate']:.2f}x   (Delta table vs {args.baseline_ref}; >= 0.9)")
+    if on_s3 is not None:
+        print(f"s3 / local drain     : {on_s3['rate'] / drained['rate']:.2f}x   (s3proxy on this host)")
     print(f"drain / bare consume : {drained['rate'] / bare['rate']:.2f}x   (target >= 0.7)")
     print(f"drain / seed upserts : {drained['rate'] / seed['rate']:.0f}x")
     print(f"drain events/s       : {drained['rate']:,.0f}   (target >= 200,000)")

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     drain_shards: int = Field(
         default=1, ge=1, description="Drain sensors, each owning a fixed subset of the topic's partitions."
     )
+    aws_endpoint_url: str | None = Field(
+        default=None, validation_alias="AWS_ENDPOINT_URL", description="External S3 endpoint; unset = local s3proxy."
+    )
     s3_port: int = Field(default=22900, description="Local S3 server (s3proxy) port, started when the lake is s3://.")
     s3proxy_version: str = Field(default="4.1.0", description="s3proxy version resolved from Maven Central.")
     max_event_bytes: int = Field(default=65536, gt=0, description="Larger messages are quarantined as oversized.")
@@ -137,6 +140,24 @@ class Settings(BaseSettings):
         return self.lake_dir
 
     @property
+    def lake_on_s3(self) -> bool:
+        return str(self.lake_location).startswith("s3://")
+
+    @property
+    def local_s3(self) -> bool:
+        """The stack runs s3proxy: the lake is on S3 and no AWS_ENDPOINT_URL names another server."""
+        return self.lake_on_s3 and self.aws_endpoint_url is None
+
+    def local_s3_env(self) -> dict[str, str]:
+        """The AWS variables that point delta-rs, Polars and PyArrow at the local s3proxy (127.0.0.1 only)."""
+        return {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.s3_port}",
+            "AWS_ACCESS_KEY_ID": "shoppulse",
+            "AWS_SECRET_ACCESS_KEY": "shoppulse-local-secret",
+            "AWS_REGION": "us-east-1",
+        }
+
+    @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
@@ -153,6 +174,7 @@ class Settings(BaseSettings):
             "DAGSTER_DATABASE_URL": self.dagster_database_url,
             "SHOPPULSE_LAKE_DIR": str(self.lake_dir),
             "SHOPPULSE_LAKE_URI": str(self.lake_location),
+            **(self.local_s3_env() if self.local_s3 else {}),
             "SHOPPULSE_EVENTS_TOPIC": self.events_topic,
             "DAGSTER_HOME": str(self.dagster_home),
             "DAGSTER_EVENT_BATCH_SIZE": str(self.dagster_event_batch_size),

@@ -193,6 +193,14 @@ class _ConsumerCache:
                 self._consumers[key] = consumer
             return consumer
 
+    def discard_topic(self, bootstrap_servers: str, topic: str) -> None:
+        """Close the consumers of every shard of `topic` (e.g. the topic is being deleted)."""
+        with self._lock:
+            keys = [key for key in self._consumers if key[:2] == (bootstrap_servers, topic)]
+            consumers = [self._consumers.pop(key) for key in keys]
+        for consumer in consumers:
+            consumer.close()
+
     def discard(self, bootstrap_servers: str, topic: str, shard: tuple[int, ...] | None = None) -> None:
         with self._lock:
             consumer = self._consumers.pop((bootstrap_servers, topic, shard), None)

@@ -14,10 +14,12 @@ from shoppulse.settings import PROJECT_ROOT, Settings
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.kafka import EVENTS_TOPIC_CONFIG, LocalKafka, ensure_topic
 from shoppulse.stack.postgres import LocalPostgres
+from shoppulse.stack.s3 import LocalS3
 from shoppulse.warehouse.db import migrate
 
 KAFKA = "kafka"
 POSTGRES = "postgres"
+S3 = "s3"
 
 
 @dataclass
@@ -99,6 +101,13 @@ def up(settings: Settings) -> UpReport:
     else:
         report.already_running.append(POSTGRES)
 
+    if settings.local_s3:
+        bucket = str(settings.lake_location).removeprefix("s3://").split("/", 1)[0]
+        if LocalS3(settings).start(buckets=(bucket,)):
+            report.started.append(S3)
+        else:
+            report.already_running.append(S3)
+
     migrate(settings.database_url)
     prepare_dagster_home(settings)
     report.seconds = time.monotonic() - began
@@ -108,7 +117,9 @@ def up(settings: Settings) -> UpReport:
 def down(settings: Settings, services: list[str] | None = None) -> list[str]:
     """Stop the local services (all, or those named) that run; returns the names stopped."""
     stopped: list[str] = []
-    wanted = services if services is not None else [KAFKA, POSTGRES]
+    wanted = services if services is not None else [KAFKA, POSTGRES, S3]
+    if S3 in wanted and LocalS3(settings).stop():
+        stopped.append(S3)
     if KAFKA in wanted and not settings.external_kafka and LocalKafka(settings).stop():
         stopped.append(KAFKA)
     if POSTGRES in wanted and not settings.external_postgres and LocalPostgres(settings).stop():

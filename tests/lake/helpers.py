@@ -9,7 +9,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from shoppulse.lake import committed_offsets
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
-from shoppulse.lake.table import LakeRef, commit_info, commits_between, polars_storage_options, table_version
+from shoppulse.lake.table import LakeRef, commit_info, commits_between, table_version
+from shoppulse.rollups.source import scan_partition
 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> int:
@@ -56,11 +57,7 @@ def landed_offsets(lake: LakeRef) -> Counter[tuple[int, int]]:
         for day in partition_dates(lake, table):
             snap = read_partition(lake, table, day)
             if snap.files:
-                frame = pl.read_parquet(
-                    snap.paths,
-                    columns=["kafka_partition", "kafka_offset"],
-                    storage_options=polars_storage_options(lake),
-                )
+                frame = scan_partition(snap, {"kafka_partition": pl.Int32(), "kafka_offset": pl.Int64()}).collect()
                 seen.update(zip(frame["kafka_partition"].to_list(), frame["kafka_offset"].to_list(), strict=True))
     return seen
 

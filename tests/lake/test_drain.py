@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import orjson
 import polars as pl
@@ -18,6 +17,7 @@ import polars as pl
 from shoppulse.lake import table_version
 from shoppulse.lake.drain import DrainConfig, drain
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
+from shoppulse.lake.table import polars_storage_options
 from tests.lake.factories import EVENT_TYPES, NOW_MS, event, valid
 from tests.lake.helpers import assert_exactly_once, high_watermarks, landed_offsets, produce
 
@@ -34,7 +34,7 @@ def drain_until_idle(config: DrainConfig, limit: int = 200) -> list:
     raise AssertionError("drain never caught up")
 
 
-def test_drain_lands_valid_late_and_bad_messages_exactly_once(kafka_topic, settings, tmp_path: Path) -> None:
+def test_drain_lands_valid_late_and_bad_messages_exactly_once(kafka_topic, settings, lake_uri) -> None:
     topic = kafka_topic("drain", partitions=3)
     rng = random.Random(3)
     now_ms = int(time.time() * 1000)
@@ -48,9 +48,9 @@ def test_drain_lands_valid_late_and_bad_messages_exactly_once(kafka_topic, setti
     keyed = [(f"k{i % 97}".encode(), v) for i, v in enumerate(messages)]
     assert produce(settings.bootstrap_servers, topic, keyed) == len(messages)
 
-    config = DrainConfig(settings.bootstrap_servers, topic, tmp_path, max_seconds=2.0, chunk_messages=700)
+    config = DrainConfig(settings.bootstrap_servers, topic, lake_uri, max_seconds=2.0, chunk_messages=700)
     results = drain_until_idle(config)
-    assert_exactly_once(tmp_path, topic, high_watermarks(settings.bootstrap_servers, topic, 3))
+    assert_exactly_once(lake_uri, topic, high_watermarks(settings.bootstrap_servers, topic, 3))
     assert sum(r.events for r in results) == len(good) + len(late_within) + len(duplicate)
     assert sum(r.late for r in results) == len(beyond)
     assert sum(r.quarantined for r in results) == len(bad)
@@ -62,29 +62,37 @@ def test_drain_lands_valid_late_and_bad_messages_exactly_once(kafka_topic, setti
     # Late (within horizon) events sit in their own event-date partition; duplicates are all kept raw.
     late_day = time.gmtime((now_ms - 50 * HOUR_MS) / 1000)
     day = f"{late_day.tm_year:04d}-{late_day.tm_mon:02d}-{late_day.tm_mday:02d}"
-    assert any(str(d) == day for d in partition_dates(tmp_path, LakeTable.EVENTS))
+    assert any(str(d) == day for d in partition_dates(lake_uri, LakeTable.EVENTS))
     ids = pl.concat(
         [
-            pl.read_parquet(read_partition(tmp_path, LakeTable.EVENTS, d).paths, columns=["event_id"])
-            for d in partition_dates(tmp_path, LakeTable.EVENTS)
+            pl.read_parquet(
+                read_partition(lake_uri, LakeTable.EVENTS, d).paths,
+                columns=["event_id"],
+                storage_options=polars_storage_options(lake_uri),
+            )
+            for d in partition_dates(lake_uri, LakeTable.EVENTS)
         ]
     )["event_id"]
     assert ids.len() - ids.n_unique() == len(duplicate)
     quarantine = pl.concat(
         [
-            pl.read_parquet(read_partition(tmp_path, LakeTable.QUARANTINE, d).paths)
-            for d in partition_dates(tmp_path, LakeTable.QUARANTINE)
+            pl.read_parquet(
+                read_partition(lake_uri, LakeTable.QUARANTINE, d).paths,
+                columns=["value"],
+                storage_options=polars_storage_options(lake_uri),
+            )
+            for d in partition_dates(lake_uri, LakeTable.QUARANTINE)
         ]
     )
     assert sorted(set(quarantine["value"].to_list())) == sorted(set(bad))
     assert drain(config).status == "idle"
 
 
-def test_overlapping_drains_never_land_an_offset_twice(kafka_topic, settings, tmp_path: Path) -> None:
+def test_overlapping_drains_never_land_an_offset_twice(kafka_topic, settings, lake_uri) -> None:
     topic = kafka_topic("overlap", partitions=6)
     values = [valid(event("product_view", ts_ms=NOW_MS)) for _ in range(20_000)]
     produce(settings.bootstrap_servers, topic, [(f"k{i}".encode(), v) for i, v in enumerate(values)])
-    config = DrainConfig(settings.bootstrap_servers, topic, tmp_path, max_seconds=0.5, chunk_messages=2000)
+    config = DrainConfig(settings.bootstrap_servers, topic, lake_uri, max_seconds=0.5, chunk_messages=2000)
     statuses: list[str] = []
 
     def worker() -> None:
@@ -98,11 +106,11 @@ def test_overlapping_drains_never_land_an_offset_twice(kafka_topic, settings, tm
         thread.join()
     drain_until_idle(config)
     assert "busy" in statuses, "the drains never overlapped; the test proves nothing"
-    assert_exactly_once(tmp_path, topic, high_watermarks(settings.bootstrap_servers, topic, 6))
+    assert_exactly_once(lake_uri, topic, high_watermarks(settings.bootstrap_servers, topic, 6))
     assert gc.isenabled(), "a drain left the cyclic garbage collector paused"
 
 
-def test_kill_9_mid_stream_repeatedly_loses_and_doubles_nothing(kafka_topic, settings, tmp_path: Path) -> None:
+def test_kill_9_mid_stream_repeatedly_loses_and_doubles_nothing(kafka_topic, settings, lake_uri) -> None:
     topic = kafka_topic("kill9", partitions=6)
     rng = random.Random(11)
     total = 120_000
@@ -133,12 +141,12 @@ def test_kill_9_mid_stream_repeatedly_loses_and_doubles_nothing(kafka_topic, set
         "--topic",
         topic,
         "--lake-dir",
-        str(tmp_path),
+        str(lake_uri),
     ]
     feeder = threading.Thread(target=producer)
     feeder.start()
     kills = 0
-    while feeder.is_alive() or kills < 6:
+    while feeder.is_alive() or kills < 6 or (table_version(lake_uri) < 4 and kills < 30):
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert proc.stdout is not None
         proc.stdout.readline()  # its first drain finished: it is running for real now
@@ -147,10 +155,10 @@ def test_kill_9_mid_stream_repeatedly_loses_and_doubles_nothing(kafka_topic, set
         proc.wait()
         kills += 1
     feeder.join()
-    assert kills >= 4 and table_version(tmp_path) >= 4, "the killed drains did too little to prove anything"
-    config = DrainConfig(settings.bootstrap_servers, topic, tmp_path, max_seconds=5.0)
+    assert kills >= 4 and table_version(lake_uri) >= 4, "the killed drains did too little to prove anything"
+    config = DrainConfig(settings.bootstrap_servers, topic, lake_uri, max_seconds=5.0)
     drain_until_idle(config)
     hw = high_watermarks(settings.bootstrap_servers, topic, 6)
     assert sum(hw.values()) == total
-    assert_exactly_once(tmp_path, topic, hw)
-    assert sum(landed_offsets(tmp_path).values()) == total
+    assert_exactly_once(lake_uri, topic, hw)
+    assert sum(landed_offsets(lake_uri).values()) == total
