@@ -15,7 +15,15 @@ COMPOSE = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed (make test installs it as root)")
 
 APP_SERVICES = {"setup", "dagster-code-server", "dagster-webserver", "dagster-daemon", "api", "simulator"}
-REQUIRED_ENV = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "DAGSTER_DATABASE_URL", "SHOPPULSE_LAKE_DIR", "DAGSTER_HOME"}
+REQUIRED_ENV = {
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "DATABASE_URL",
+    "DAGSTER_DATABASE_URL",
+    "SHOPPULSE_LAKE_DIR",
+    "SHOPPULSE_LAKE_URI",
+    "AWS_ENDPOINT_URL",
+    "DAGSTER_HOME",
+}
 
 
 def compose_config() -> dict:
@@ -42,7 +50,8 @@ def test_compose_file_validates_without_an_engine() -> None:
 def test_compose_services_are_wired_like_the_local_stack() -> None:
     config = compose_config()
     services = config["services"]
-    assert set(services) == {"kafka", "postgres"} | APP_SERVICES
+    assert set(services) == {"kafka", "postgres", "s3"} | APP_SERVICES
+    assert services["s3"]["image"].startswith("andrewgaul/s3proxy") and services["s3"]["profiles"] == ["s3"]
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert services["postgres"]["image"].startswith("postgres:")
