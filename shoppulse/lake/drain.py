@@ -43,6 +43,7 @@ from shoppulse.gc_pause import paused_cyclic_gc
 from shoppulse.lake.compaction import compact_one, vacuum
 from shoppulse.lake.decode import DecodedBatch, MessageBatch, decode
 from shoppulse.lake.layout import LakeTable
+from shoppulse.lake.legacy import import_legacy, legacy_lake
 from shoppulse.lake.table import VACUUM_RETENTION_HOURS, LakeRef, lake_uri, offsets_in, open_table
 from shoppulse.lake.writer import StaleOffsetsError, commit_files, remove_uncommitted, write_file
 from shoppulse.settings import Settings
@@ -343,6 +344,8 @@ def drain_unlocked(config: DrainConfig, began: float | None = None) -> DrainResu
     """One drain without the host-local lock (raises StaleOffsetsError when the commit is refused)."""
     began = time.monotonic() if began is None else began
     lake = config.lake_dir
+    if legacy_lake(lake):
+        import_legacy(lake)  # once: a lake of the old commit log becomes the table's first data commit
     table = open_table(lake)
     consumer = CONSUMERS.get(config.bootstrap_servers, config.topic, config.shard_key)
     try:
