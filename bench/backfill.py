@@ -1,7 +1,7 @@
 """Backfill benchmark: N days × M events/day through a Dagster asset backfill, against a bare DuckDB
 query over the same Parquet files, measured in the same run.
 
-    uv run python bench/backfill.py [--days 30] [--events-per-day 1000000] [--lake-dir DIR] [--repeat N]
+    uv run python bench/backfill.py [--days 30] [--events-per-day 1000000] [--lake-dir DIR] [--repeat N] [--s3]
 
 1. Builds (or reuses) a lake of synthetic, contract-valid events written with `append_events`: sessions
    of ~8 events, Zipf product popularity, USD/EUR/GBP/JPY markets, ~0.5% re-delivered copies.
@@ -16,6 +16,9 @@ query over the same Parquet files, measured in the same run.
    the CPU the backfill used (this process and the PostgreSQL server) against the cores' capacity, and
    the ratio to the baseline. With --repeat N: N backfills, each into fresh databases, and their median
    (the machine's speed drifts between runs; `make bench` runs three).
+5. With --s3: copies the lake (the Delta table as is) to ``SHOPPULSE_BENCH_S3_URI`` (default
+   ``s3://shoppulse/bench-backfill-...``, on the server AWS_ENDPOINT_URL names) and runs the same
+   backfill reading from S3; prints its wall time and the ratio to the local backfill.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ import duckdb
 import numpy as np
 import polars as pl
 import psycopg
+import pyarrow.fs as pafs
 from psycopg import sql
 
 from shoppulse.contract.schema import ITEM_STRUCT, LAKE_SCHEMA
 from shoppulse.lake.layout import LakeTable, read_partition
+from shoppulse.lake.table import arrow_filesystem
 from shoppulse.lake.writer import append_events
 from shoppulse.settings import get_settings
 from shoppulse.stack.processes import CpuMeter
@@ -256,7 +261,7 @@ def build_lake(lake: Path, days: list[dt.date], events_per_day: int, seed: int) 
     """Write the synthetic lake (one commit per day) unless `lake` already holds exactly this one."""
     marker = lake / "_bench.json"
     wanted = {"days": [d.isoformat() for d in days], "events_per_day": events_per_day, "seed": seed}
-    if marker.exists() and json.loads(marker.read_text()) == wanted:
+    if marker.exists() and json.loads(marker.read_text()) == wanted and (lake / "_delta_log").exists():
         return sum(read_partition(lake, LakeTable.EVENTS, day).rows for day in days)
     if lake.exists() and any(lake.iterdir()):
         raise SystemExit(f"{lake} holds another lake; pass an empty or new --lake-dir")
@@ -393,6 +398,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--lake-dir", type=Path, default=None, help="Reused when it holds the same lake.")
     parser.add_argument("--keep-database", action="store_true", help="Keep the scratch databases afterwards.")
+    parser.add_argument("--s3", action="store_true", help="Also backfill from a copy of the lake on S3.")
     parser.add_argument(
         "--repeat", type=int, default=1, help="Backfills to run, each into fresh databases (the median is compared)."
     )
@@ -423,6 +429,19 @@ def main() -> None:
         print(
             f"bare DuckDB {name} (best of 2, before and after): {bare_seconds:.2f}s = {events / bare_seconds:,.0f} "
             f"rows/s; the backfill{' (median)' if len(walls) > 1 else ''} takes {seconds / bare_seconds:.1f}× as long"
+        )
+    if args.s3:
+        uri = os.environ.get("SHOPPULSE_BENCH_S3_URI") or f"s3://shoppulse/bench-{lake.name}-{uuid.uuid4().hex[:6]}"
+        fs, root = arrow_filesystem(uri)
+        began = time.monotonic()
+        pafs.copy_files(str(lake), root, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+        print(f"copied the lake to {uri} in {time.monotonic() - began:.1f}s", flush=True)
+        on_s3 = scratch_backfill(uri, days, args.keep_database)  # type: ignore[arg-type]
+        report(on_s3, events)
+        s3_seconds = float(on_s3["seconds"])  # type: ignore[arg-type]
+        print(
+            f"backfill from S3: {s3_seconds:.1f}s = {events / s3_seconds:,.0f} events/s; "
+            f"{s3_seconds / seconds:.2f}× the local backfill's {seconds:.1f}s"
         )
     print(f"load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
 

@@ -134,7 +134,8 @@ def run(simulator: bool) -> None:
             f"  API             http://{settings.api_host}:{settings.api_port}  (docs: /docs)\n"
             f"  Kafka           {settings.bootstrap_servers}  topic {settings.events_topic}\n"
             f"  PostgreSQL      {settings.database_url}\n"
-            f"  Lake            {settings.lake_dir}\n"
+            f"  Lake            {settings.lake_location}  (Delta table"
+            f"{'; s3proxy ' + settings.local_s3_env()['AWS_ENDPOINT_URL'] if settings.local_s3 else ''})\n"
             f"  Logs            {settings.logs_dir}  (python -m shoppulse.stack logs -f SERVICE)\n"
             "Press Ctrl-C to stop.",
         )

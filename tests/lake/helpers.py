@@ -42,6 +42,16 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes
     return len(acked)
 
 
+def produce_to_partition(
+    bootstrap: str, topic: str, partition: int, messages: list[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Produce (key, value) pairs into one partition."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    for key, value in messages:
+        producer.produce(topic, value, key, partition=partition)
+    assert producer.flush(60) == 0
+
+
 def high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "audit"})
     try:

@@ -11,11 +11,12 @@ from dagster import AssetKey, AssetMaterialization, DagsterRunStatus, build_sens
 from dagster._core.test_utils import create_run_for_test
 
 from pipelines.definitions import defs
-from pipelines.ingest import kafka_drain
+from pipelines.ingest import drain_sensors, kafka_drain
 from resources import KafkaResource, LakeResource, PostgresResource
+from shoppulse.lake import committed_offsets
 from shoppulse.warehouse.db import migrate
 from tests.lake.factories import event, valid
-from tests.lake.helpers import produce
+from tests.lake.helpers import produce, produce_to_partition
 
 DAY_MS = 86_400_000
 
@@ -91,3 +92,41 @@ def test_sensor_drains_reports_partitions_and_moves_its_cursor(kafka_topic, pg_d
         assert replay.cursor == "1"
         assert {e.partition for e in replay.asset_events} == {today.isoformat(), two_days_ago.isoformat()}
         assert {r.partition_key for r in replay.run_requests} == {two_days_ago.isoformat(), yesterday.isoformat()}
+
+
+def test_shard_sensors_drain_their_partitions_and_coalesce_run_requests(
+    kafka_topic, pg_database, settings, tmp_path: Path
+):
+    topic = kafka_topic("sharded", partitions=2)
+    database_url = pg_database()
+    migrate(database_url)
+    now_ms = int(time.time() * 1000)
+    today = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).date().isoformat()
+    for partition, count in ((0, 7), (1, 11)):
+        producer_messages = [(b"k", valid(event("page_view", ts_ms=now_ms - 1000))) for _ in range(count)]
+        produce_to_partition(settings.bootstrap_servers, topic, partition, producer_messages)
+    resources = {
+        "kafka": KafkaResource(bootstrap_servers=settings.bootstrap_servers, events_topic=topic),
+        "lake": LakeResource(lake_dir=str(tmp_path)),
+        "warehouse": PostgresResource(database_url=database_url),
+    }
+    first, second = drain_sensors(2)
+    assert (first.name, second.name) == ("kafka_drain_shard_0_of_2", "kafka_drain_shard_1_of_2")
+    assert [s.name for s in drain_sensors(1)] == ["kafka_drain"]
+    with instance_for_test() as instance:
+        tick = first.evaluate_tick(build_sensor_context(instance=instance, resources=resources, definitions=defs))
+        assert [m.metadata["rows_added"].value for m in tick.asset_events] == [7]  # partition 0 only
+        assert committed_offsets(tmp_path, topic) == {0: 7}
+        (request,) = [r for r in tick.run_requests if r.partition_key == today]
+        create_run_for_test(  # shard 0's run for today is queued ...
+            instance,
+            job_name="rollups",
+            status=DagsterRunStatus.QUEUED,
+            tags={**request.tags, "dagster/partition": today},
+            asset_selection=frozenset(request.asset_selection or []),
+        )
+        other = second.evaluate_tick(build_sensor_context(instance=instance, resources=resources, definitions=defs))
+        assert [m.metadata["rows_added"].value for m in other.asset_events] == [11]  # its own commit only
+        assert committed_offsets(tmp_path, topic) == {0: 7, 1: 11}
+        # ... so shard 1's request for the same partition coalesces into it (that run reads both shards' rows).
+        assert today not in {r.partition_key for r in other.run_requests}
