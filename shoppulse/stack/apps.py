@@ -84,6 +84,12 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
                 "--port",
                 str(settings.api_port),
                 "--no-access-log",
+                "--http",
+                "api.http_protocol:GuardedHttpToolsProtocol",  # request-head timeout, 400s that name the problem
+                "--timeout-keep-alive",
+                str(settings.api_timeout_keep_alive_seconds),
+                "--limit-concurrency",
+                str(settings.api_limit_concurrency),
             ),
             port=settings.api_port,
             port_var="SHOPPULSE_API_PORT",
