@@ -18,6 +18,8 @@ from shoppulse.warehouse.db import migrate
 
 KAFKA = "kafka"
 POSTGRES = "postgres"
+LOCATION_NAME = "shoppulse"
+"""The code location's name in the workspace the webserver and daemon share."""
 
 
 @dataclass
@@ -69,7 +71,7 @@ def prepare_dagster_home(settings: Settings) -> None:
         "  - grpc_server:\n"
         "      host: 127.0.0.1\n"
         f"      port: {settings.dagster_code_server_port}\n"
-        "      location_name: shoppulse\n"
+        f"      location_name: {LOCATION_NAME}\n"
     )
 
 
