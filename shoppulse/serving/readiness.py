@@ -74,6 +74,8 @@ class HealthMonitor:
                 )
             except BrokerUnavailableError as exc:
                 health = IngestHealth(None, None, str(exc))
+            except (OSError, ValueError) as exc:  # the lake's commit log could not be read
+                health = IngestHealth(None, None, f"lake offsets unreadable: {type(exc).__name__}: {exc}")
             else:
                 if self._last_offsets is not None and offsets != self._last_offsets:
                     self._lake_changes.append(report.measured_at)

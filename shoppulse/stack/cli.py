@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -32,9 +33,18 @@ def _say(message: str, loud: bool) -> None:
         click.echo(line)
 
 
-def _reload(webserver_url: str, reason: str) -> None:
+def _watch(watchdog: DrainWatchdog) -> None:
+    """One watchdog check; its own failure (an unreadable lake, say) is reported, never fatal."""
+    try:
+        watchdog.check()
+    except Exception as exc:  # supervision must go on
+        _say(f"drain watchdog check failed: {type(exc).__name__}: {exc}", True)
+
+
+def _reload(webserver_url: str, reason: str, done: Callable[[], None]) -> None:
     """Reload the code location in the background (it takes as long as loading the definitions), so
-    supervision goes on meanwhile; the watchdog judges by the lake whether it worked."""
+    supervision goes on meanwhile; `done` runs when it returns. The watchdog judges by the lake whether
+    it worked."""
     _say(f"reloading the code location (fresh gRPC child): {reason}", True)
 
     def reload() -> None:
@@ -44,6 +54,7 @@ def _reload(webserver_url: str, reason: str) -> None:
             _say(f"the reload answered an error ({exc}); judging by the lake whether it worked", True)
         else:
             _say("code location reloaded", False)
+        done()
 
     threading.Thread(target=reload, name="reload-code-location", daemon=True).start()
 
@@ -157,7 +168,7 @@ def run(simulator: bool) -> None:
     watchdog = DrainWatchdog(
         settings,
         heals=[
-            lambda reason: _reload(webserver_url, reason),
+            lambda reason: _reload(webserver_url, reason, done=lambda: watchdog.restart_grace()),
             lambda reason: supervisor.restart(CODE_SERVER, reason),
         ],
         # The drain runs in the code server, driven by the daemon: a (re)start of either gets the grace.
@@ -187,7 +198,7 @@ def run(simulator: bool) -> None:
         while True:
             service_watch.check()
             supervisor.supervise()
-            watchdog.check()
+            _watch(watchdog)
             time.sleep(0.5)
     except StopRequestedError:
         click.echo("\nstopping ...")
@@ -221,12 +232,15 @@ def watchdog(webserver_url: str | None) -> None:
     url = webserver_url or f"http://127.0.0.1:{settings.dagster_port}"
     started = time.monotonic()
     dog = DrainWatchdog(
-        settings, heals=[lambda reason: _reload(url, reason)], code_server_started_at=lambda: started, report=_say
+        settings,
+        heals=[lambda reason: _reload(url, reason, done=lambda: dog.restart_grace())],
+        code_server_started_at=lambda: started,
+        report=_say,
     )
     _say(f"drain watchdog on {settings.bootstrap_servers} topic {settings.events_topic}, healing via {url}", False)
     try:
         while True:
-            dog.check()
+            _watch(dog)
             time.sleep(0.5)
     except KeyboardInterrupt:
         dog.remove_state()

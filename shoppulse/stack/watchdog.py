@@ -125,6 +125,10 @@ class DrainWatchdog:
             state["status"] = "ok"
         self._write()
 
+    def restart_grace(self) -> None:
+        """A heal finished (e.g. the reload returned): give the drain the grace period from now."""
+        self.healed_at = time.monotonic()
+
     def _write(self) -> None:
         path = watchdog_state_path(self.settings.home)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -91,7 +91,11 @@ def test_compose_restarts_what_dies_like_the_supervisor() -> None:
     assert services["simulator"]["restart"] == "on-failure"  # a --duration run that ends is not restarted
     assert services["setup"]["restart"] == "no"
     watchdog = services["drain-watchdog"]
-    assert watchdog["command"][-4:] == ["shoppulse.stack", "watchdog", "--webserver-url", "http://dagster-webserver:3000"]
+    assert watchdog["command"][-4:] == [
+        "shoppulse.stack",
+        "watchdog",
+        "--webserver-url",
+        "http://dagster-webserver:3000",
+    ]
     assert "healthcheck" in watchdog
     assert "api.http_protocol:GuardedHttpToolsProtocol" in services["api"]["command"]
-
