@@ -28,6 +28,8 @@ HEALTH_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 GUARDED_PREFIXES = ("/analytics/", "/health/")
+UNGUARDED_PATHS = frozenset({"/health/ready"})
+"""Probed by load balancers, which send no API key: no key, no rate limit (the verdict is cached 1 s)."""
 MEMO_ENTRIES = 4096
 MEMO_QUERY_BYTES = 1024
 """Parsed query strings are memoized only when short, so the memo stays small whatever clients send."""
@@ -77,6 +79,10 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "HEAD":
+            # HEAD is GET without the body (RFC 9110 9.3.2), on every GET route: headers and status as for GET.
+            scope = {**scope, "method": "GET"}
+            send = _without_body(send)
         started = time.perf_counter()
         path: str = scope["path"]
         route = path if path in self.query_names else "other"
@@ -88,7 +94,7 @@ class EdgeMiddleware:
                 await send({"type": "http.response.body", "body": HEALTH_BODY})
                 return
             headers = dict(scope["headers"])
-            if path.startswith(GUARDED_PREFIXES):
+            if path.startswith(GUARDED_PREFIXES) and path not in UNGUARDED_PATHS:
                 client = scope.get("client")
                 rejection = await self.serving.guard.check(
                     headers.get(b"x-api-key"), client[0] if client else "unknown"
@@ -129,6 +135,17 @@ class EdgeMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             self.serving.telemetry.observe(route, status[0], time.perf_counter() - started)
+
+
+def _without_body(send: Send) -> Send:
+    """`send` that keeps status and headers (content-length included) and drops the body bytes."""
+
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
 
 
 async def _send_rejection(send: Send, status: int, detail: str, retry_after: int | None) -> None:

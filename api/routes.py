@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+import psycopg
 from fastapi import APIRouter, Request
 from prometheus_client.exposition import choose_encoder
+from psycopg_pool import PoolTimeout
 from starlette.responses import Response
 
 from api import params, schemas
@@ -17,6 +20,7 @@ from api.answer import answer, serving
 from api.edge import HEALTH_BODY
 from shoppulse.serving import audience, health, sales
 from shoppulse.serving.audience import MAX_ACTIVE_MINUTES
+from shoppulse.serving.results import QueryContext
 from shoppulse.serving.sales import SalesFilters
 from shoppulse.serving.timeframe import MAX_DAYS, MAX_RANGE_DAYS, Granularity, resolve_window
 
@@ -380,19 +384,44 @@ def health_router(auth: bool, dependencies: list[Any]) -> APIRouter:
         response_model=schemas.FreshnessResponse,
         responses=freshness_responses,
         dependencies=dependencies,
-        summary="Freshness of every asset and Kafka consumer lag",
+        summary="Freshness of every asset, Kafka lag measured at the broker, stalls",
         description="Per asset: newest partition, last materialization, watermark and their ages; per Kafka "
-        "partition: next offset, high watermark, lag. Never cached (Cache-Control: no-cache).",
+        "partition: the lake's next offset, the broker's high watermark (read now, not from the drain), lag; "
+        "whether ingestion or rollups are stalled and the readiness verdict with its reasons. "
+        "Never cached (Cache-Control: no-cache).",
     )
     async def health_freshness(request: Request) -> Response:
         state = serving(request)
 
         async def report(ctx: Any) -> Any:
-            result = await health.freshness(ctx)
+            result = await health.freshness(ctx, state.monitor)
             result.data["notify_listener_connected"] = state.listener.connected
             return result
 
         return await answer(request, schemas.FreshnessResponse, report, now=state.now(), cacheable=False)
+
+    @router.get(
+        "/health/ready",
+        response_model=schemas.Readiness,
+        responses={503: {"model": schemas.Readiness, "description": "Degraded: the reasons say what is stalled."}},
+        summary="Readiness (for load balancers)",
+        description="200 `ready`, or 503 `degraded` with the reasons while ingestion is stalled (Kafka holds "
+        "messages and the lake has not moved for SHOPPULSE_HEALTH_INGEST_STALL_SECONDS), rollups are stalled "
+        "(SHOPPULSE_HEALTH_ROLLUP_STALL_SECONDS), the broker's lag cannot be measured or PostgreSQL is down. "
+        "Needs no API key and is not rate limited; the verdict is cached for 1 s per process.",
+    )
+    async def health_ready(request: Request) -> Response:
+        state = serving(request)
+        try:
+            async with state.pool.connection() as conn:
+                reasons = await health.readiness(
+                    QueryContext(conn, state.now(), state.lateness_horizon, state.fx), state.monitor
+                )
+        except (psycopg.Error, PoolTimeout) as exc:
+            reasons = [f"database unavailable: {type(exc).__name__}"]
+        body = {"status": "degraded" if reasons else "ready", "reasons": reasons}
+        headers = {"Cache-Control": "no-store", **({"Retry-After": "5"} if reasons else {})}
+        return Response(orjson.dumps(body), 503 if reasons else 200, headers, media_type="application/json")
 
     @router.get(
         "/metrics",

@@ -8,7 +8,7 @@ their offset.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -341,27 +341,70 @@ class AssetFreshness(Model):
 class IngestPartition(Model):
     topic: str = Field(description="Kafka topic.", examples=["shop.events"])
     partition: int = Field(description="Kafka partition.", examples=[0])
-    next_offset: int = Field(description="Next offset the lake expects.", examples=[120455])
-    high_watermark: int = Field(description="Broker high watermark at the last drain.", examples=[120470])
-    lag: int = Field(description="Consumer lag (messages).", examples=[15])
-    updated_at: dt.datetime = Field(description="When the drain recorded it.", examples=["2025-03-09T14:32:00Z"])
+    next_offset: int = Field(description="Next offset the lake expects (its committed offset).", examples=[120455])
+    high_watermark: int = Field(description="Broker high watermark, read from the broker.", examples=[120470])
+    lag: int = Field(description="Messages in Kafka not yet in the lake.", examples=[15])
+    updated_at: dt.datetime = Field(description="When it was measured.", examples=["2025-03-09T14:32:00Z"])
 
 
 class IngestLag(Model):
-    total_lag: int = Field(description="Σ lag over partitions (messages).", examples=[15])
-    updated_at: dt.datetime | None = Field(description="Newest drain record.", examples=["2025-03-09T14:32:00Z"])
+    source: Literal["broker", "unavailable"] = Field(
+        description="`broker`: lag measured against the broker's high watermarks now (independent of the "
+        "drain); `unavailable`: the broker did not answer, lag unknown.",
+        examples=["broker"],
+    )
+    total_lag: int | None = Field(description="Σ lag over partitions (messages); null when unknown.", examples=[15])
+    measured_at: dt.datetime | None = Field(description="When the lag was measured.", examples=["2025-03-09T14:32:17Z"])
+    broker_error: str | None = Field(description="Why the lag is unknown.", examples=[None])
+    stalled: bool = Field(
+        description="Kafka holds messages the lake does not, and the lake has not moved for longer than "
+        "SHOPPULSE_HEALTH_INGEST_STALL_SECONDS.",
+        examples=[False],
+    )
+    stalled_seconds: float | None = Field(
+        description="Seconds the lake has not moved while messages waited (0 when keeping up).", examples=[0.0]
+    )
+    last_progress_at: dt.datetime | None = Field(
+        description="When the lake was last seen moving or caught up.", examples=["2025-03-09T14:32:15Z"]
+    )
+    updated_at: dt.datetime | None = Field(
+        description="When the drain last reported its progress.", examples=["2025-03-09T14:32:00Z"]
+    )
     age_seconds: float | None = Field(description="Seconds since `updated_at`.", examples=[3.1])
     partitions: list[IngestPartition] = Field(description="Per Kafka partition.")
+
+
+class RollupHealth(Model):
+    stalled: bool = Field(
+        description="Lake data has waited longer than SHOPPULSE_HEALTH_ROLLUP_STALL_SECONDS for a materialization.",
+        examples=[False],
+    )
+    backlog_seconds: float = Field(
+        description="Seconds since the lake first moved after the newest materialization (0 = following).",
+        examples=[4.2],
+    )
 
 
 class FreshnessReport(Model):
     now: dt.datetime = Field(description="Server time of the report (UTC).", examples=["2025-03-09T14:32:17Z"])
     assets: list[AssetFreshness] = Field(description="Every asset of the ledger.")
     ingest: IngestLag = Field(description="Kafka → lake progress.")
+    rollups: RollupHealth = Field(description="Lake → rollups progress.")
+    ready: bool = Field(description="What `/health/ready` answers (true = 200).", examples=[True])
+    reasons: list[str] = Field(description="Why not ready (empty when ready).", examples=[[]])
+    drain_watchdog: dict[str, Any] | None = Field(
+        description="The drain watchdog's last report (stalls seen, heals done), when `make run` runs one.",
+        examples=[None],
+    )
     notify_listener_connected: bool = Field(
         description="Whether this API process is LISTENing for materializations (cache invalidation).",
         examples=[True],
     )
+
+
+class Readiness(Model):
+    status: Literal["ready", "degraded"] = Field(description="`ready` (200) or `degraded` (503).", examples=["ready"])
+    reasons: list[str] = Field(description="Why degraded (empty when ready).", examples=[[]])
 
 
 class Health(Model):

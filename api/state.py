@@ -15,6 +15,7 @@ from shoppulse.serving.currency import FxCache
 from shoppulse.serving.db import create_pool
 from shoppulse.serving.guard import Guard, parse_keys
 from shoppulse.serving.listener import NotifyListener
+from shoppulse.serving.readiness import HealthMonitor
 from shoppulse.settings import Settings
 
 Clock = Callable[[], datetime]
@@ -34,6 +35,7 @@ class ServingState:
     listener: NotifyListener
     telemetry: Telemetry
     now: Clock
+    monitor: HealthMonitor
 
     @property
     def lateness_horizon(self) -> timedelta:
@@ -77,6 +79,7 @@ class ServingState:
             listener=NotifyListener(settings.database_url, on_change, on_reset),
             telemetry=telemetry,
             now=now,
+            monitor=HealthMonitor(settings),
         )
         telemetry.gauge("shoppulse_api_cache_entries", "Responses held in the cache.", lambda: len(state.cache))
         telemetry.gauge(

@@ -1,4 +1,4 @@
-"""Load test of the REST API: one uvicorn worker on loopback, wrk as the load generator.
+"""Load test of the REST API: uvicorn (one worker, or --workers N) on loopback, wrk as the load generator.
 
     uv run python bench/api_load.py [--duration 5] [--rounds 3] [--connections 32] [--pin]
 
@@ -226,7 +226,7 @@ def pinned(argv: list[str], cpu: int | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def api_server(database_url: str, port: int, cpu: int | None) -> Iterator[Server]:
+def api_server(database_url: str, port: int, cpu: int | None, workers: int = 1) -> Iterator[Server]:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -234,7 +234,8 @@ def api_server(database_url: str, port: int, cpu: int | None) -> Iterator[Server
         "SHOPPULSE_API_RATE_LIMIT": "1000000000/minute",
     }
     argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
+    argv += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    argv += ["--http", "api.http_protocol:GuardedHttpToolsProtocol"]  # as `make run` serves it
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(pinned(argv, cpu), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
@@ -262,7 +263,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process has used so far (Linux /proc)."""
-        used = cpu_seconds(self.pid)
+        used = cpu_seconds(self.pid, with_children=True)  # with --workers N, the workers are children
         if used is None:
             raise RuntimeError(f"API server (pid {self.pid}) is gone")
         return used
@@ -320,6 +321,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (mix, /health) runs (default 3)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     parser.add_argument("--pin", action="store_true", help="pin the server to CPU 0 and wrk to CPU 1 (taskset)")
     args = parser.parse_args()
 
@@ -328,18 +330,23 @@ def main() -> None:
     server_cpu, wrk_cpu = (0, 1) if pin else (None, None)
     targets = ((f"rollup mix ({len(MIXED)} URLs)", MIXED), ("/health (ceiling)", ["/health"]))
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in targets}
-    with bench_database(get_settings().database_url) as url, api_server(url, free_port(), server_cpu) as server:
+    database = bench_database(get_settings().database_url)
+    with database as url, api_server(url, free_port(), server_cpu, args.workers) as server:
         print("\ncold requests (computed from PostgreSQL):")
         for path in MIXED:
             status, millis, cache = fetch(server.base, path)
             if status != 200:
                 raise SystemExit(f"{path} answered {status}")
             print(f"  {millis:7.1f} ms  {cache:4}  {path}")
-        for path in MIXED:  # every URL now served from the response cache
-            assert fetch(server.base, path)[2] == "hit", path
+        for path in MIXED:  # every URL now served from the response cache (each worker has its own)
+            for _ in range(8 * args.workers):
+                if fetch(server.base, path)[2] == "hit" and args.workers == 1:
+                    break
+            assert fetch(server.base, path)[2] == "hit" or args.workers > 1, path
         placement = f"server on CPU {server_cpu}, wrk on CPU {wrk_cpu}" if pin else "not pinned"
         print(
-            f"\nwrk: {args.connections} connections, {args.threads} thread(s), {args.duration} s per run, {placement}"
+            f"\nwrk: {args.connections} connections, {args.threads} thread(s), {args.duration} s per run, {placement}, "
+            f"{args.workers} uvicorn worker(s)"
         )
         print(f"{args.rounds} rounds alternating the two targets (background load shifts; medians are reported)\n")
         print(

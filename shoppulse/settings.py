@@ -101,6 +101,43 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, description="API port.")
     simulator_rate: float = Field(default=50.0, gt=0, description="Live simulator events/s started by `make run`.")
 
+    # Health, supervision and the drain watchdog (docs/operations.md).
+    health_ingest_stall_seconds: float = Field(
+        default=30.0, gt=0, description="Not ready when Kafka holds messages and the lake has not moved this long."
+    )
+    health_rollup_stall_seconds: float = Field(
+        default=300.0, gt=0, description="Not ready when lake data has waited this long for a materialization."
+    )
+    health_broker_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Longest the API waits for Kafka's high watermarks (then: lag unknown)."
+    )
+    supervisor_backoff_max_seconds: float = Field(
+        default=30.0, gt=0, description="Longest wait before restarting a dead process (doubles from 1 s)."
+    )
+    supervisor_crash_loop_restarts: int = Field(
+        default=5, ge=1, description="`make run` gives up when a process died this many times within the window."
+    )
+    supervisor_crash_loop_window_seconds: float = Field(
+        default=300.0, gt=0, description="Window of the crash-loop limit."
+    )
+    drain_watchdog_stall_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="A drain with no lake commit this long while Kafka holds newer messages gets healed.",
+    )
+    drain_watchdog_grace_seconds: float = Field(
+        default=60.0, ge=0, description="Time the code server gets after a (re)start before the watchdog judges it."
+    )
+    api_timeout_keep_alive_seconds: int = Field(
+        default=5, ge=1, description="Idle keep-alive connections (and unfinished request heads) are closed after this."
+    )
+    api_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request head not complete this long after its first byte gets 408."
+    )
+    api_limit_concurrency: int = Field(
+        default=1000, ge=1, description="Connections + tasks one API process accepts at once; beyond: 503."
+    )
+
     @property
     def external_kafka(self) -> bool:
         return self.kafka_bootstrap_servers is not None

@@ -30,6 +30,19 @@ from simulator.model import DAY_MS
 TOP_PRODUCTS = 10
 EVENT_TYPES = [t.value for t in EventType]
 LINE_FIELDS = ("orders", "units", "gross_sales", "discounts", "returns", "net_sales")
+SALES_MEASURES = (
+    "orders",
+    "units",
+    "gross_sales",
+    "discounts",
+    "returns",
+    "shipping",
+    "taxes",
+    "first_time_orders",
+    "returning_orders",
+)
+"""Columns of the per-batch sales aggregate besides day and currency (all Int64)."""
+SESSION_FLAGS = ("product_view", "cart", "checkout", "purchase")
 
 
 def day_of(ms: pl.Expr) -> pl.Expr:
@@ -228,11 +241,18 @@ class GroundTruth:
         return pl.concat(frames).group_by("day", "event_type").agg(pl.col("len").sum())
 
     def _merged_sales(self) -> pl.DataFrame:
-        measures = [c for c in self._sales[0].columns if c not in ("day", "currency")] if self._sales else []
-        frames = [f for f in self._sales if f.height]
+        """Sums per (day, currency); always every column of SALES_MEASURES, even when nothing was sold yet
+        (a merged-but-empty partial must concatenate with later batches: live mode sends tiny batches)."""
+        frames = [f.select("day", "currency", *SALES_MEASURES) for f in self._sales if f.height]
         if not frames:
-            return pl.DataFrame(schema={"day": pl.Int64, "currency": pl.String})
-        return pl.concat(frames, how="vertical_relaxed").group_by("day", "currency").agg(pl.col(measures).sum())
+            return pl.DataFrame(
+                schema={"day": pl.Int64, "currency": pl.String, **dict.fromkeys(SALES_MEASURES, pl.Int64)}
+            )
+        return (
+            pl.concat(frames, how="vertical_relaxed")
+            .group_by("day", "currency")
+            .agg(pl.col(SALES_MEASURES).sum().cast(pl.Int64))
+        )
 
     def _merged_lines(self) -> pl.DataFrame:
         frames = [f for f in self._lines if f.height]
@@ -263,9 +283,10 @@ class GroundTruth:
     def _merged_sessions(self) -> pl.DataFrame:
         frames = [f for f in self._sessions if f.height]
         if not frames:
-            return pl.DataFrame(schema={"day": pl.Int64, "session_id": pl.String})
-        flags = ["product_view", "cart", "checkout", "purchase"]
-        return pl.concat(frames).group_by("day", "session_id").agg(pl.col(flags).any())
+            return pl.DataFrame(
+                schema={"day": pl.Int64, "session_id": pl.String, **dict.fromkeys(SESSION_FLAGS, pl.Boolean)}
+            )
+        return pl.concat(frames).group_by("day", "session_id").agg(pl.col(SESSION_FLAGS).any())
 
     # --- result --------------------------------------------------------------------------------
     def result(self) -> dict[str, Any]:

@@ -1,13 +1,16 @@
-"""Freshness of every asset (ledger) and of ingestion (Kafka consumer lag), for /health/freshness."""
+"""Freshness of every asset (ledger) and of ingestion (Kafka lag measured at the broker), for
+/health/freshness, and the readiness verdict of /health/ready."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 from psycopg.rows import dict_row
 
 from shoppulse.serving.ledger import ASSETS
+from shoppulse.serving.readiness import HealthMonitor, ingest_section
 from shoppulse.serving.results import Meta, QueryContext, QueryResult, Scope
 
 
@@ -15,8 +18,23 @@ def _age(now: datetime, instant: datetime | None) -> float | None:
     return None if instant is None else round((now - instant).total_seconds(), 3)
 
 
-async def freshness(ctx: QueryContext) -> QueryResult:
-    """Per asset: newest partition, last materialization, watermark and their ages; per partition lag."""
+async def last_materialized_at(ctx: QueryContext) -> datetime | None:
+    async with ctx.conn.cursor() as cursor:
+        await cursor.execute("SELECT max(materialized_at) FROM analytics.materializations")
+        row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def readiness(ctx: QueryContext, monitor: HealthMonitor) -> list[str]:
+    """Reasons the service is not ready (empty = ready): ingestion or rollups stalled, broker unreachable."""
+    health = await asyncio.to_thread(monitor.measure)
+    return monitor.reasons(health, monitor.rollup_backlog_seconds(await last_materialized_at(ctx)))
+
+
+async def freshness(ctx: QueryContext, monitor: HealthMonitor) -> QueryResult:
+    """Per asset: newest partition, last materialization, watermark and their ages; per partition lag
+    measured at the broker (never the drain's own last word), stalls and the readiness verdict."""
+    health = await asyncio.to_thread(monitor.measure)
     async with ctx.conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(
             "SELECT asset, max(partition_date) AS latest_partition, max(materialized_at) AS last_materialized_at,"
@@ -25,8 +43,8 @@ async def freshness(ctx: QueryContext) -> QueryResult:
         )
         ledger = {row["asset"]: row for row in await cursor.fetchall()}
         await cursor.execute(
-            "SELECT topic, kafka_partition, next_offset, high_watermark, lag, updated_at"
-            " FROM analytics.ingest_progress ORDER BY topic, kafka_partition"
+            "SELECT updated_at FROM analytics.ingest_progress WHERE topic = %s",
+            (monitor.settings.events_topic,),
         )
         progress = await cursor.fetchall()
     assets: list[dict[str, Any]] = []
@@ -43,28 +61,21 @@ async def freshness(ctx: QueryContext) -> QueryResult:
                 "watermark_age_seconds": _age(ctx.now, row["watermark"]) if row else None,
             }
         )
-    updated = max((row["updated_at"] for row in progress), default=None)
+    materialized = [row["last_materialized_at"] for row in ledger.values()]
+    rollup_backlog = monitor.rollup_backlog_seconds(max(materialized, default=None))
+    reasons = monitor.reasons(health, rollup_backlog)
     data = {
         "now": ctx.now,
         "assets": assets,
-        "ingest": {
-            "total_lag": sum(row["lag"] for row in progress),
-            "updated_at": updated,
-            "age_seconds": _age(ctx.now, updated),
-            "partitions": [
-                {
-                    "topic": row["topic"],
-                    "partition": row["kafka_partition"],
-                    "next_offset": row["next_offset"],
-                    "high_watermark": row["high_watermark"],
-                    "lag": row["lag"],
-                    "updated_at": row["updated_at"],
-                }
-                for row in progress
-            ],
+        "ingest": ingest_section(health, progress, ctx.now),
+        "rollups": {
+            "stalled": rollup_backlog > monitor.settings.health_rollup_stall_seconds,
+            "backlog_seconds": rollup_backlog,
         },
+        "ready": not reasons,
+        "reasons": reasons,
+        "drain_watchdog": monitor.watchdog_state(),
     }
-    materialized = [row["last_materialized_at"] for row in ledger.values()]
     watermarks = [asset["watermark"] for asset in assets if asset["watermark"] is not None]
     meta = Meta(
         as_of=max(materialized, default=None),

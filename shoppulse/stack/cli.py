@@ -6,18 +6,57 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 import click
 
+from shoppulse.serving.readiness import watchdog_state_path
 from shoppulse.settings import PROJECT_ROOT, Settings, get_settings
 from shoppulse.stack import services
-from shoppulse.stack.apps import Supervisor, app_processes
+from shoppulse.stack.apps import CODE_SERVER, DAEMON, Supervisor, app_processes, read_supervisor_status
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.kafka import LocalKafka
 from shoppulse.stack.postgres import LocalPostgres
+from shoppulse.stack.watchdog import DrainWatchdog, ServiceWatch, reload_code_location
+
+
+def _say(message: str, loud: bool) -> None:
+    """A supervision message on the terminal of `run` (loud ones in red on stderr), time-stamped."""
+    line = f"[{time.strftime('%H:%M:%S')}] {message}"
+    if loud:
+        click.secho(line, fg="red", err=True)
+    else:
+        click.echo(line)
+
+
+def _watch(watchdog: DrainWatchdog) -> None:
+    """One watchdog check; its own failure (an unreadable lake, say) is reported, never fatal."""
+    try:
+        watchdog.check()
+    except Exception as exc:  # supervision must go on
+        _say(f"drain watchdog check failed: {type(exc).__name__}: {exc}", True)
+
+
+def _reload(webserver_url: str, reason: str, done: Callable[[], None]) -> None:
+    """Reload the code location in the background (it takes as long as loading the definitions), so
+    supervision goes on meanwhile; `done` runs when it returns. The watchdog judges by the lake whether
+    it worked."""
+    _say(f"reloading the code location (fresh gRPC child): {reason}", True)
+
+    def reload() -> None:
+        try:
+            reload_code_location(webserver_url)
+        except StackError as exc:  # e.g. the old, dead child cannot be shut down: the new one may run anyway
+            _say(f"the reload answered an error ({exc}); judging by the lake whether it worked", True)
+        else:
+            _say("code location reloaded", False)
+        done()
+
+    threading.Thread(target=reload, name="reload-code-location", daemon=True).start()
 
 
 def _fail(exc: StackError) -> None:
@@ -72,9 +111,15 @@ def status() -> None:
     settings = get_settings()
     for row in services.status(settings):
         click.echo(f"{row.name:<20} {row.state:<12} {row.detail}")
+    supervised = (read_supervisor_status(settings) or {}).get("apps", {})
     for app in app_processes(settings):
         pid = app.pid_file(settings).live_pid()
-        click.echo(f"{app.name:<20} {'running' if pid else 'stopped':<12} {f'pid {pid}' if pid else ''}")
+        seen = supervised.get(app.name)
+        state = seen["state"] if seen else ("running" if pid else "stopped")
+        detail = f"pid {pid}" if pid else ""
+        if seen:
+            detail += f"  restarts {seen['restarts']}" + (f" (last: {seen['last_exit']})" if seen["last_exit"] else "")
+        click.echo(f"{app.name:<20} {state:<12} {detail.strip()}")
 
 
 def _log_paths(settings: Settings) -> dict[str, str]:
@@ -118,7 +163,19 @@ def run(simulator: bool) -> None:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     report = services.UpReport()
-    supervisor = Supervisor(settings, app_processes(settings, with_simulator=simulator))
+    supervisor = Supervisor(settings, app_processes(settings, with_simulator=simulator), report=_say)
+    webserver_url = f"http://127.0.0.1:{settings.dagster_port}"
+    watchdog = DrainWatchdog(
+        settings,
+        heals=[
+            lambda reason: _reload(webserver_url, reason, done=lambda: watchdog.restart_grace()),
+            lambda reason: supervisor.restart(CODE_SERVER, reason),
+        ],
+        # The drain runs in the code server, driven by the daemon: a (re)start of either gets the grace.
+        code_server_started_at=lambda: max(supervisor.states[name].started_at for name in (CODE_SERVER, DAEMON)),
+        report=_say,
+    )
+    service_watch = ServiceWatch(settings, report=_say)
     began = time.monotonic()
     try:
         leftovers = supervisor.stop_leftovers()
@@ -137,13 +194,13 @@ def run(simulator: bool) -> None:
             f"  Lake            {settings.lake_location}  (Delta table"
             f"{'; s3proxy ' + settings.local_s3_env()['AWS_ENDPOINT_URL'] if settings.local_s3 else ''})\n"
             f"  Logs            {settings.logs_dir}  (python -m shoppulse.stack logs -f SERVICE)\n"
-            "Press Ctrl-C to stop.",
+            "A process that dies is restarted; a stalled drain is healed. Press Ctrl-C to stop.",
         )
         while True:
-            dead = supervisor.dead()
-            if dead:
-                raise StackError(f"{dead[0]} exited unexpectedly; see {settings.logs_dir / (dead[0] + '.log')}")
-            time.sleep(1)
+            service_watch.check()
+            supervisor.supervise()
+            _watch(watchdog)
+            time.sleep(0.5)
     except StopRequestedError:
         click.echo("\nstopping ...")
     except StackError as exc:
@@ -158,8 +215,36 @@ def _shutdown(settings: Settings, supervisor: Supervisor, report: services.UpRep
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     supervisor.stop_all()
+    watchdog_state_path(settings.home).unlink(missing_ok=True)
     stopped = services.down(settings, report.started)
     click.echo("stopped" + (f" (and {', '.join(stopped)}, which this run started)" if stopped else ""))
+
+
+@cli.command()
+@click.option(
+    "--webserver-url",
+    default=None,
+    help="Dagster webserver whose GraphQL API reloads the code location (default: the local one).",
+)
+def watchdog(webserver_url: str | None) -> None:
+    """Run only the drain watchdog (e.g. beside docker-compose's services): heal a stalled drain by
+    reloading the code location through the webserver, until stopped."""
+    settings = get_settings()
+    url = webserver_url or f"http://127.0.0.1:{settings.dagster_port}"
+    started = time.monotonic()
+    dog = DrainWatchdog(
+        settings,
+        heals=[lambda reason: _reload(url, reason, done=lambda: dog.restart_grace())],
+        code_server_started_at=lambda: started,
+        report=_say,
+    )
+    _say(f"drain watchdog on {settings.bootstrap_servers} topic {settings.events_topic}, healing via {url}", False)
+    try:
+        while True:
+            _watch(dog)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        dog.remove_state()
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -20,7 +20,7 @@ READY_LINE = "Press Ctrl-C to stop."
 
 @dataclass
 class IsolatedRun:
-    """A running `stack run --no-simulator`: its process, environment, ports and log."""
+    """A running `stack run` (without the simulator unless asked): its process, environment, ports and log."""
 
     proc: subprocess.Popen
     env: dict[str, str]
@@ -35,7 +35,9 @@ class IsolatedRun:
         subprocess.run([sys.executable, "-m", "shoppulse.stack", "down"], env=self.env, cwd=PROJECT_ROOT, check=False)
 
 
-def start_isolated_run(home: Path, log: Path, settings: Mapping[str, str], timeout: float = 240.0) -> IsolatedRun:
+def start_isolated_run(
+    home: Path, log: Path, settings: Mapping[str, str], timeout: float = 240.0, simulator: bool = False
+) -> IsolatedRun:
     """Start the run on `home` and free ports, with `settings` (e.g. broker, topic, databases) on top of
     this process's environment minus its SHOPPULSE_/DAGSTER_ variables; return once it is ready.
 
@@ -50,7 +52,7 @@ def start_isolated_run(home: Path, log: Path, settings: Mapping[str, str], timeo
     }
     with open(log, "w") as output:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shoppulse.stack", "run", "--no-simulator"],
+            [sys.executable, "-m", "shoppulse.stack", "run", "--simulator" if simulator else "--no-simulator"],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=output,

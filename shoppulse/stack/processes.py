@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import signal
@@ -166,13 +167,28 @@ class PidFile:
         self.path.write_text(f"{pid}\n")
 
 
+PR_SET_PDEATHSIG = 1
+try:
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child must not dlopen after fork
+except (OSError, AttributeError):  # not Linux
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG; no-op elsewhere)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_detached(
     argv: Sequence[str],
     log_path: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    die_with_parent: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start a process in its own session (survives the caller), stdout+stderr appended to `log_path`."""
+    """Start a process in its own session and process group (pgid = its pid), stdout+stderr appended to
+    `log_path`. It survives the caller unless `die_with_parent` (then it gets SIGTERM when the caller dies)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         try:
@@ -184,6 +200,7 @@ def start_detached(
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
         except FileNotFoundError as exc:
             raise StackError(f"cannot start {argv[0]}: not found") from exc

@@ -20,6 +20,8 @@ from shoppulse.warehouse.db import migrate
 KAFKA = "kafka"
 POSTGRES = "postgres"
 S3 = "s3"
+LOCATION_NAME = "shoppulse"
+"""The code location's name in the workspace the webserver and daemon share."""
 
 
 @dataclass
@@ -71,7 +73,7 @@ def prepare_dagster_home(settings: Settings) -> None:
         "  - grpc_server:\n"
         "      host: 127.0.0.1\n"
         f"      port: {settings.dagster_code_server_port}\n"
-        "      location_name: shoppulse\n"
+        f"      location_name: {LOCATION_NAME}\n"
     )
 
 

@@ -251,9 +251,8 @@ def test_freshness_reports_every_asset_and_the_consumer_lag(client: httpx.Client
     assert assets["sales"]["partitions"] == 30  # 03-25 is missing
     assert assets["users"]["watermark"] == "2025-04-01T00:01:30Z"
     assert assets["users"]["watermark_age_seconds"] == (NOW - ts("2025-04-01T00:01:30Z")).total_seconds()
-    assert data["ingest"]["total_lag"] == 10
-    assert [(p["partition"], p["lag"]) for p in data["ingest"]["partitions"]] == [(0, 10), (1, 0)]
-    assert data["ingest"]["age_seconds"] == 5.0
+    assert data["ingest"]["source"] == "broker"  # lag measured at the broker: tests/api/test_readiness.py
+    assert data["ingest"]["age_seconds"] == 5.0  # the drain's last report (seeded) is still shown
     assert client.get("/health/freshness").headers["cache-control"] == "no-cache"
 
 

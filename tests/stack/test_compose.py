@@ -14,7 +14,15 @@ from shoppulse.settings import PROJECT_ROOT
 COMPOSE = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed (make test installs it as root)")
 
-APP_SERVICES = {"setup", "dagster-code-server", "dagster-webserver", "dagster-daemon", "api", "simulator"}
+APP_SERVICES = {
+    "setup",
+    "dagster-code-server",
+    "dagster-webserver",
+    "dagster-daemon",
+    "api",
+    "simulator",
+    "drain-watchdog",
+}
 REQUIRED_ENV = {
     "KAFKA_BOOTSTRAP_SERVERS",
     "DATABASE_URL",
@@ -83,3 +91,20 @@ def test_compose_services_are_wired_like_the_local_stack() -> None:
     assert all(
         POLARS_MALLOC_CONF_VAR not in services[name]["environment"] for name in APP_SERVICES - {"dagster-code-server"}
     )
+
+
+def test_compose_restarts_what_dies_like_the_supervisor() -> None:
+    services = compose_config()["services"]
+    long_running = {"kafka", "postgres"} | APP_SERVICES - {"setup", "simulator"}
+    assert {name: services[name]["restart"] for name in long_running} == dict.fromkeys(long_running, "unless-stopped")
+    assert services["simulator"]["restart"] == "on-failure"  # a --duration run that ends is not restarted
+    assert services["setup"]["restart"] == "no"
+    watchdog = services["drain-watchdog"]
+    assert watchdog["command"][-4:] == [
+        "shoppulse.stack",
+        "watchdog",
+        "--webserver-url",
+        "http://dagster-webserver:3000",
+    ]
+    assert "healthcheck" in watchdog
+    assert "api.http_protocol:GuardedHttpToolsProtocol" in services["api"]["command"]
