@@ -9,6 +9,7 @@ commit durable, and materializing a partition twice is harmless.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import psycopg
 from dagster import (
@@ -32,6 +33,7 @@ from resources import KafkaResource, LakeResource, PostgresResource
 from shoppulse.lake.changes import LakeChanges, changes_since
 from shoppulse.lake.drain import DrainConfig, DrainResult, drain
 from shoppulse.lake.layout import LakeTable
+from shoppulse.observability.metrics import record_drain, record_drain_error
 from shoppulse.rollups.affected import partitions_to_refresh_after_drain, runs_by_partition
 from shoppulse.settings import get_settings
 from shoppulse.warehouse.ingest_progress import record_progress
@@ -132,7 +134,13 @@ def kafka_drain(
     context: SensorEvaluationContext, kafka: KafkaResource, lake: LakeResource, warehouse: PostgresResource
 ) -> SensorResult:
     cursor = int(context.cursor or 0)
-    result = drain(drain_config(kafka, lake))
+    began = time.monotonic()
+    try:
+        result = drain(drain_config(kafka, lake))
+    except Exception:
+        record_drain_error(time.monotonic() - began)
+        raise
+    record_drain(result)
     if result.status == "busy":
         context.log.info("lake is locked by an overlapping drain; reporting commits only")
     elif result.status == "drained":

@@ -86,6 +86,22 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, description="API port.")
     simulator_rate: float = Field(default=50.0, gt=0, description="Live simulator events/s started by `make run`.")
 
+    # Observability (docs/observability.md).
+    metrics_dir_override: Path | None = Field(
+        default=None,
+        validation_alias="SHOPPULSE_METRICS_DIR",
+        description="Pipeline processes' metric files (PROMETHEUS_MULTIPROC_DIR); unset = HOME/metrics.",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of the pipeline metrics exporter.")
+    metrics_port: int = Field(default=24901, description="Port of the pipeline metrics exporter (/metrics).")
+    prometheus_enabled: bool | None = Field(
+        default=None,
+        validation_alias="SHOPPULSE_PROMETHEUS",
+        description="`make run` starts Prometheus: 1 = yes (apt-installed if missing), 0 = no, unset = if installed.",
+    )
+    prometheus_port: int = Field(default=24990, description="Port of the local Prometheus server.")
+    prometheus_retention: str = Field(default="7d", description="How long the local Prometheus keeps samples.")
+
     @property
     def external_kafka(self) -> bool:
         return self.kafka_bootstrap_servers is not None
@@ -125,6 +141,10 @@ class Settings(BaseSettings):
     def dagster_home(self) -> Path:
         return self.home / "dagster_home"
 
+    @property
+    def metrics_dir(self) -> Path:
+        return self.metrics_dir_override or self.home / "metrics"
+
     def service_env(self) -> dict[str, str]:
         """Environment that points child processes (Dagster, API, simulator, tests) at this stack."""
         return {
@@ -136,6 +156,7 @@ class Settings(BaseSettings):
             "SHOPPULSE_EVENTS_TOPIC": self.events_topic,
             "DAGSTER_HOME": str(self.dagster_home),
             "DAGSTER_EVENT_BATCH_SIZE": str(self.dagster_event_batch_size),
+            "SHOPPULSE_METRICS_DIR": str(self.metrics_dir),
         }
 
 

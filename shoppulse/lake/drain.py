@@ -92,6 +92,10 @@ class DrainResult:
     next_offsets: dict[int, int] = field(default_factory=dict)
     high_watermarks: dict[int, int] = field(default_factory=dict)
     compacted: list[str] = field(default_factory=list)
+    written_bytes: int = 0
+    """Bytes of the data files this call's commit added (compaction not included)."""
+    commit_seconds: float = 0.0
+    """Wall time of the commit point and applying it."""
     seconds: float = 0.0
 
     @property
@@ -382,7 +386,10 @@ def _consume_and_commit(
         ranges={config.topic: {str(p): [first[p], last[p]] for p in sorted(last)}},
         counts={**counts, **{f"quarantined.{code}": n for code, n in by_code.items()}},
     )
+    committing = time.monotonic()
     log.commit(lake, stage, record)
+    result.commit_seconds = time.monotonic() - committing
+    result.written_bytes = sum(ref.size for ref in stage.files)
     result.status = "drained"
     result.seq = seq
     result.messages = counts["messages"]

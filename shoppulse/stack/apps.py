@@ -31,9 +31,14 @@ class AppProcess:
     stop_timeout: float = 20.0
     malloc_conf: str | None = None
     """Polars allocator options for this process (see shoppulse/allocator.py)."""
+    multiprocess_metrics: bool = False
+    """Writes its metrics to the shared metrics directory (shoppulse/observability/multiprocess.py)."""
 
     def environment(self, env: dict[str, str]) -> dict[str, str]:
-        return with_malloc_conf(env, self.malloc_conf) if self.malloc_conf else env
+        env = with_malloc_conf(env, self.malloc_conf) if self.malloc_conf else env
+        if self.multiprocess_metrics and "SHOPPULSE_METRICS_DIR" in env:
+            env = {**env, "PROMETHEUS_MULTIPROC_DIR": env["SHOPPULSE_METRICS_DIR"]}
+        return env
 
     def log_path(self, settings: Settings) -> Path:
         return settings.logs_dir / f"{self.name}.log"
@@ -65,8 +70,14 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
             port=settings.dagster_code_server_port,
             port_var="SHOPPULSE_DAGSTER_CODE_SERVER_PORT",
             malloc_conf=DRAIN_MALLOC_CONF,  # the drain sensor runs here
+            multiprocess_metrics=True,
         ),
-        AppProcess("dagster-daemon", (str(BIN / "dagster-daemon"), "run", "-w", workspace), stop_timeout=30.0),
+        AppProcess(
+            "dagster-daemon",
+            (str(BIN / "dagster-daemon"), "run", "-w", workspace),
+            stop_timeout=30.0,
+            multiprocess_metrics=True,  # its run workers record the rollup metrics
+        ),
         AppProcess(
             "dagster-webserver",
             (str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(settings.dagster_port), "-w", workspace),
@@ -90,9 +101,41 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
             ready_url=f"http://127.0.0.1:{settings.api_port}/health",
         ),
     ]
+    apps.extend(observability_processes(settings))
     if with_simulator:
         apps.append(
-            AppProcess("simulator", (sys.executable, "-m", "simulator", "live", "--rate", str(settings.simulator_rate)))
+            AppProcess(
+                "simulator",
+                (sys.executable, "-m", "simulator", "live", "--rate", str(settings.simulator_rate)),
+                multiprocess_metrics=True,
+            )
+        )
+    return apps
+
+
+def observability_processes(settings: Settings) -> list[AppProcess]:
+    """The pipeline metrics exporter, and Prometheus when wanted (shoppulse/stack/prometheus.py)."""
+    from shoppulse.stack import prometheus
+
+    apps = [
+        AppProcess(
+            "metrics-exporter",
+            (sys.executable, "-m", "shoppulse.observability.exporter"),
+            port=settings.metrics_port,
+            port_var="SHOPPULSE_METRICS_PORT",
+            ready_url=f"http://127.0.0.1:{settings.metrics_port}/metrics",
+        )
+    ]
+    binary = prometheus.wanted_prometheus(settings)
+    if binary is not None:
+        apps.append(
+            AppProcess(
+                "prometheus",
+                prometheus.prometheus_argv(settings, binary),
+                port=settings.prometheus_port,
+                port_var="SHOPPULSE_PROMETHEUS_PORT",
+                ready_url=f"http://127.0.0.1:{settings.prometheus_port}/-/ready",
+            )
         )
     return apps
 
