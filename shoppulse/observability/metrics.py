@@ -31,11 +31,15 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shoppulse.observability import multiprocess
+from shoppulse.rollups import catalog
 
 API_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 DRAIN_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 COMMIT_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 RUN_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
+DRAIN_STATUSES = ("drained", "idle", "busy", "error")
+ROLLUP_GROUPS = (catalog.FX_RATES, "event_rollups", catalog.INGEST_QUALITY)
+"""Label values that exist from a process's first use of the metrics (at 0), so rate() sees the first event."""
 
 
 # ---------------------------------------------------------------------------------------------- API
@@ -149,6 +153,18 @@ class PipelineMetrics:
 def pipeline_metrics() -> PipelineMetrics:
     """This process's pipeline metrics, created on first use (after :func:`multiprocess.enable`)."""
     multiprocess.enable_from_environment()
+    metrics = _create_pipeline_metrics()
+    for status in DRAIN_STATUSES:
+        metrics.drain_ticks.labels(status)
+        metrics.drain_duration.labels(status)
+    for group in ROLLUP_GROUPS:
+        metrics.rollup_runs.labels(group, "success")
+        metrics.rollup_runs.labels(group, "failure")
+        metrics.rollup_run_duration.labels(group)
+    return metrics
+
+
+def _create_pipeline_metrics() -> PipelineMetrics:
     registry = CollectorRegistry(auto_describe=True)
     return PipelineMetrics(
         registry=registry,

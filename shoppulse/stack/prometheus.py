@@ -86,6 +86,8 @@ def render_config(settings: Settings, scrape_interval: str | None = None) -> dic
     if scrape_interval:
         config["global"]["scrape_interval"] = scrape_interval
         config["global"]["evaluation_interval"] = scrape_interval
+        for job in config["scrape_configs"]:
+            job.pop("scrape_timeout", None)  # the default timeout follows the interval
     return config
 
 

@@ -14,7 +14,16 @@ from shoppulse.settings import PROJECT_ROOT
 COMPOSE = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed (make test installs it as root)")
 
-APP_SERVICES = {"setup", "dagster-code-server", "dagster-webserver", "dagster-daemon", "api", "simulator"}
+APP_SERVICES = {
+    "setup",
+    "dagster-code-server",
+    "dagster-webserver",
+    "dagster-daemon",
+    "api",
+    "simulator",
+    "metrics-exporter",
+}
+OBSERVABILITY_SERVICES = {"prometheus", "grafana"}  # checked in tests/observability/test_dashboards.py
 REQUIRED_ENV = {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "DAGSTER_DATABASE_URL", "SHOPPULSE_LAKE_DIR", "DAGSTER_HOME"}
 
 
@@ -42,7 +51,7 @@ def test_compose_file_validates_without_an_engine() -> None:
 def test_compose_services_are_wired_like_the_local_stack() -> None:
     config = compose_config()
     services = config["services"]
-    assert set(services) == {"kafka", "postgres"} | APP_SERVICES
+    assert set(services) == {"kafka", "postgres"} | APP_SERVICES | OBSERVABILITY_SERVICES
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert services["postgres"]["image"].startswith("postgres:")
