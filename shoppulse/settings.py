@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +103,20 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(default=24990, description="Port of the local Prometheus server.")
     prometheus_retention: str = Field(default="7d", description="How long the local Prometheus keeps samples.")
 
+    # Runs on many workers (docs/scaling.md).
+    run_launcher: Literal["forkserver", "celery"] = Field(
+        default="forkserver",
+        description="How runs start: forkserver (this machine) or celery (Celery workers over Redis).",
+    )
+    celery_workers: int = Field(default=2, ge=1, description="Celery workers `make run` starts (run_launcher=celery).")
+    celery_worker_concurrency: int = Field(default=1, ge=1, description="Runs one Celery worker executes at a time.")
+    redis_url_override: str | None = Field(
+        default=None,
+        validation_alias="SHOPPULSE_REDIS_URL",
+        description="External Redis for Celery (redis://host:port); unset = a local redis-server.",
+    )
+    redis_port: int = Field(default=24979, description="Local redis-server port (run_launcher=celery).")
+
     @property
     def external_kafka(self) -> bool:
         return self.kafka_bootstrap_servers is not None
@@ -140,6 +155,10 @@ class Settings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         return self.home / "dagster_home"
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_url_override or f"redis://127.0.0.1:{self.redis_port}"
 
     @property
     def metrics_dir(self) -> Path:

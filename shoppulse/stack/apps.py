@@ -102,6 +102,7 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
         ),
     ]
     apps.extend(observability_processes(settings))
+    apps.extend(celery_processes(settings))
     if with_simulator:
         apps.append(
             AppProcess(
@@ -216,3 +217,32 @@ class Supervisor:
                 os.waitpid(pid, os.WNOHANG)
             app.pid_file(self.settings).path.unlink(missing_ok=True)
         self.started.clear()
+
+
+def celery_processes(settings: Settings) -> list[AppProcess]:
+    """With SHOPPULSE_RUN_LAUNCHER=celery: a local Redis (unless SHOPPULSE_REDIS_URL) and the Celery
+    workers that execute the runs (shoppulse/stack/celery.py)."""
+    if settings.run_launcher != "celery":
+        return []
+    from shoppulse.stack import celery
+
+    apps = []
+    if settings.redis_url_override is None:
+        apps.append(
+            AppProcess(
+                "redis",
+                celery.redis_argv(settings, celery.redis_binary()),
+                port=settings.redis_port,
+                port_var="SHOPPULSE_REDIS_PORT",
+            )
+        )
+    for number in range(1, settings.celery_workers + 1):
+        apps.append(
+            AppProcess(
+                f"celery-worker-{number}",
+                celery.worker_argv(f"shoppulse-{number}", settings.celery_worker_concurrency),
+                stop_timeout=60.0,
+                multiprocess_metrics=True,  # the runs it executes record the rollup metrics
+            )
+        )
+    return apps

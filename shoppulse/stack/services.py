@@ -62,7 +62,12 @@ def prepare_dagster_home(settings: Settings) -> None:
     """DAGSTER_HOME gets the repo's dagster.yaml and a workspace pointing at the code server."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    if settings.run_launcher == "celery":
+        from shoppulse.stack.celery import celery_instance_yaml
+
+        (home / "dagster.yaml").write_text(celery_instance_yaml(settings))
+    else:
+        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     (home / "workspace.yaml").write_text(
         "# Written by `python -m shoppulse.stack`: the webserver and daemon share one code server.\n"
         "load_from:\n"
