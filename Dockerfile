@@ -25,8 +25,11 @@ RUN uv sync --frozen --no-dev
 
 COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml
 COPY docker/workspace.yaml ${DAGSTER_HOME}/workspace.yaml
+# The instance of docker-compose's `celery` profile: runs launched on the Celery workers (docs/scaling.md).
+COPY docker/dagster-celery.yaml /opt/dagster/celery_home/dagster.yaml
+COPY docker/workspace.yaml /opt/dagster/celery_home/workspace.yaml
 RUN mkdir -p /data/lake /data/metrics && useradd --system --create-home --uid 10001 shoppulse \
-    && chown -R shoppulse /data/lake /data/metrics ${DAGSTER_HOME}
+    && chown -R shoppulse /data/lake /data/metrics ${DAGSTER_HOME} /opt/dagster/celery_home
 USER shoppulse
 
 EXPOSE 3000 4266 8000 24901
