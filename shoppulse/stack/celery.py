@@ -104,6 +104,8 @@ def redis_argv(settings: Settings, binary: str) -> tuple[str, ...]:
     data.mkdir(parents=True, exist_ok=True)
     return (
         binary,
+        "--set-proc-title",  # keep the command line: the stack finds its processes by it
+        "no",
         "--port",
         str(settings.redis_port),
         "--bind",
