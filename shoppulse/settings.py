@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     )
     prometheus_port: int = Field(default=24990, description="Port of the local Prometheus server.")
     prometheus_retention: str = Field(default="7d", description="How long the local Prometheus keeps samples.")
+    prometheus_scrape_interval: str | None = Field(
+        default=None, description="Local Prometheus scrape and rule interval; unset = ops/prometheus's (15s)."
+    )
 
     # Runs on many workers (docs/scaling.md).
     run_launcher: Literal["forkserver", "celery"] = Field(

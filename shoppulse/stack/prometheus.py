@@ -74,7 +74,7 @@ def local_targets(settings: Settings) -> dict[str, list[str]]:
     }
 
 
-def render_config(settings: Settings, scrape_interval: str | None = None) -> dict:
+def render_config(settings: Settings) -> dict:
     """The committed configuration with this stack's targets and absolute rule paths."""
     config = yaml.safe_load(CONFIG_TEMPLATE.read_text())
     targets = local_targets(settings)
@@ -83,9 +83,9 @@ def render_config(settings: Settings, scrape_interval: str | None = None) -> dic
             raise StackError(f"{CONFIG_TEMPLATE}: job {job['job_name']!r} has no local target")
         job["static_configs"] = [{"targets": targets[job["job_name"]]}]
     config["rule_files"] = [str(RULES_DIR / "*.yml")]
-    if scrape_interval:
-        config["global"]["scrape_interval"] = scrape_interval
-        config["global"]["evaluation_interval"] = scrape_interval
+    if settings.prometheus_scrape_interval:
+        config["global"]["scrape_interval"] = settings.prometheus_scrape_interval
+        config["global"]["evaluation_interval"] = settings.prometheus_scrape_interval
         for job in config["scrape_configs"]:
             job.pop("scrape_timeout", None)  # the default timeout follows the interval
     return config
@@ -98,8 +98,7 @@ def prometheus_dir(settings: Settings) -> Path:
 def write_config(settings: Settings) -> Path:
     path = prometheus_dir(settings) / "prometheus.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    interval = os.environ.get("SHOPPULSE_PROMETHEUS_SCRAPE_INTERVAL")  # tests scrape faster
-    path.write_text(yaml.safe_dump(render_config(settings, interval), sort_keys=False))
+    path.write_text(yaml.safe_dump(render_config(settings), sort_keys=False))
     return path
 
 

@@ -31,7 +31,9 @@ def test_committed_config_is_valid() -> None:
 
 
 def test_the_local_stacks_rendered_config_is_valid(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, api_port=18123, metrics_port=18124, prometheus_port=18125)
+    settings = Settings(
+        home=tmp_path, api_port=18123, metrics_port=18124, prometheus_port=18125, prometheus_scrape_interval="1s"
+    )
     rendered = prometheus.render_config(settings)
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(rendered))
