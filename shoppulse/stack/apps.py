@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shoppulse.allocator import DRAIN_MALLOC_CONF, with_malloc_conf
 from shoppulse.settings import PROJECT_ROOT, Settings
+from shoppulse.stack import celery, prometheus
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.processes import PidFile, port_is_open, start_detached, stop_pid, tail
 
@@ -116,8 +117,6 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
 
 def observability_processes(settings: Settings) -> list[AppProcess]:
     """The pipeline metrics exporter, and Prometheus when wanted (shoppulse/stack/prometheus.py)."""
-    from shoppulse.stack import prometheus
-
     apps = [
         AppProcess(
             "metrics-exporter",
@@ -224,8 +223,6 @@ def celery_processes(settings: Settings) -> list[AppProcess]:
     workers that execute the runs (shoppulse/stack/celery.py)."""
     if settings.run_launcher != "celery":
         return []
-    from shoppulse.stack import celery
-
     apps = []
     if settings.redis_url_override is None:
         apps.append(

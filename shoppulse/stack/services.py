@@ -11,6 +11,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from shoppulse.settings import PROJECT_ROOT, Settings
+from shoppulse.stack.celery import celery_instance_yaml
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.kafka import EVENTS_TOPIC_CONFIG, LocalKafka, ensure_topic
 from shoppulse.stack.postgres import LocalPostgres
@@ -63,8 +64,6 @@ def prepare_dagster_home(settings: Settings) -> None:
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     if settings.run_launcher == "celery":
-        from shoppulse.stack.celery import celery_instance_yaml
-
         (home / "dagster.yaml").write_text(celery_instance_yaml(settings))
     else:
         shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
