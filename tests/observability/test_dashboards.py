@@ -23,7 +23,6 @@ from psycopg import sql
 
 from shoppulse.settings import PROJECT_ROOT, Settings
 from shoppulse.stack.isolated import start_isolated_run
-from shoppulse.stack.processes import free_port
 from shoppulse.warehouse.db import with_database
 
 GRAFANA = PROJECT_ROOT / "ops" / "grafana"
@@ -142,7 +141,6 @@ def observed_stack(stack, settings: Settings, tmp_path: Path, kafka_topic):
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         for name in names:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    prometheus_port = free_port()
     run = start_isolated_run(
         tmp_path / "home",
         tmp_path / "run.log",
@@ -151,13 +149,11 @@ def observed_stack(stack, settings: Settings, tmp_path: Path, kafka_topic):
             "SHOPPULSE_EVENTS_TOPIC": topic,
             "DATABASE_URL": with_database(settings.database_url, names[0]),
             "DAGSTER_DATABASE_URL": with_database(settings.database_url, names[1]),
-            "SHOPPULSE_METRICS_PORT": str(free_port()),
             "SHOPPULSE_PROMETHEUS": "1",
-            "SHOPPULSE_PROMETHEUS_PORT": str(prometheus_port),
             "SHOPPULSE_PROMETHEUS_SCRAPE_INTERVAL": "1s",
         },
     )
-    yield {"run": run, "topic": topic, "home": tmp_path / "home", "prometheus": prometheus_port}
+    yield {"run": run, "topic": topic, "home": tmp_path / "home", "prometheus": run.ports["SHOPPULSE_PROMETHEUS_PORT"]}
     run.stop()
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         for name in names:
