@@ -25,9 +25,12 @@ RUN uv sync --frozen --no-dev
 
 COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml
 COPY docker/workspace.yaml ${DAGSTER_HOME}/workspace.yaml
-RUN mkdir -p /data/lake && useradd --system --create-home --uid 10001 shoppulse \
-    && chown -R shoppulse /data/lake ${DAGSTER_HOME}
+# The instance of docker-compose's `celery` profile: runs launched on the Celery workers (docs/scaling.md).
+COPY docker/dagster-celery.yaml /opt/dagster/celery_home/dagster.yaml
+COPY docker/workspace.yaml /opt/dagster/celery_home/workspace.yaml
+RUN mkdir -p /data/lake /data/metrics && useradd --system --create-home --uid 10001 shoppulse \
+    && chown -R shoppulse /data/lake /data/metrics ${DAGSTER_HOME} /opt/dagster/celery_home
 USER shoppulse
 
-EXPOSE 3000 4266 8000
+EXPOSE 3000 4266 8000 24901
 CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]

@@ -81,20 +81,9 @@ class ServingState:
             now=now,
             monitor=HealthMonitor(settings),
         )
-        telemetry.gauge("shoppulse_api_cache_entries", "Responses held in the cache.", lambda: len(state.cache))
-        telemetry.gauge(
-            "shoppulse_api_notify_listener_up",
-            "1 while the NOTIFY listener is connected (long cache TTL), else 0.",
-            lambda: float(state.listener.connected),
-        )
-        telemetry.gauge(
-            "shoppulse_api_db_pool_connections",
-            "Connections the pool holds.",
-            lambda: float(state.pool.get_stats().get("pool_size", 0)),
-        )
-        telemetry.gauge(
-            "shoppulse_api_db_pool_available",
-            "Idle connections in the pool.",
-            lambda: float(state.pool.get_stats().get("pool_available", 0)),
+        telemetry.watch(
+            cache_entries=lambda: len(state.cache),
+            listener_connected=lambda: float(state.listener.connected),
+            pool_stats=lambda: state.pool.get_stats(),
         )
         return state

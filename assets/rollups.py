@@ -28,6 +28,7 @@ from dagster import (
 from assets.partitions import daily_partitions
 from assets.raw import RAW_EVENTS_KEY
 from resources import LakeResource, PostgresResource
+from shoppulse.observability.metrics import rollup_run
 from shoppulse.rollups import catalog
 from shoppulse.rollups.runner import (
     RunSummary,
@@ -86,10 +87,12 @@ def summary_metadata(summary: RunSummary, asset_name: str) -> dict[str, Metadata
     "SYNTHETIC: deterministic base rates with a small daily drift (no FX feed is reachable here).",
 )
 def fx_rates(context: AssetExecutionContext, warehouse: PostgresResource) -> MaterializeResult:
-    ensure_migrated(warehouse.database_url)
-    summary = run_partition_writes(
-        warehouse.database_url, partition_days(context), lambda day: fx_write(day, context.run.run_id)
-    )
+    with rollup_run(catalog.FX_RATES) as record:
+        ensure_migrated(warehouse.database_url)
+        summary = run_partition_writes(
+            warehouse.database_url, partition_days(context), lambda day: fx_write(day, context.run.run_id)
+        )
+        record(summary.outcomes)
     return MaterializeResult(metadata=summary_metadata(summary, catalog.FX_RATES))
 
 
@@ -117,15 +120,17 @@ def event_rollups(
     context: AssetExecutionContext, lake: LakeResource, warehouse: PostgresResource
 ) -> Iterator[MaterializeResult]:
     selected = [name for name in catalog.EVENT_ROLLUPS if AssetKey(name) in context.selected_asset_keys]
-    ensure_migrated(warehouse.database_url)
-    summary = run_event_rollups(
-        lake.path,
-        warehouse.database_url,
-        partition_days(context),
-        selected,
-        get_settings().reporting_currency,
-        run_id=context.run.run_id,
-    )
+    with rollup_run("event_rollups") as record:
+        ensure_migrated(warehouse.database_url)
+        summary = run_event_rollups(
+            lake.path,
+            warehouse.database_url,
+            partition_days(context),
+            selected,
+            get_settings().reporting_currency,
+            run_id=context.run.run_id,
+        )
+        record(summary.outcomes)
     for name in selected:
         yield MaterializeResult(asset_key=name, metadata=summary_metadata(summary, name))
 
@@ -143,10 +148,14 @@ def event_rollups(
 def ingest_quality(
     context: AssetExecutionContext, lake: LakeResource, warehouse: PostgresResource
 ) -> MaterializeResult:
-    ensure_migrated(warehouse.database_url)
-    summary = run_partition_writes(
-        warehouse.database_url, partition_days(context), lambda day: quality_write(lake.path, day, context.run.run_id)
-    )
+    with rollup_run(catalog.INGEST_QUALITY) as record:
+        ensure_migrated(warehouse.database_url)
+        summary = run_partition_writes(
+            warehouse.database_url,
+            partition_days(context),
+            lambda day: quality_write(lake.path, day, context.run.run_id),
+        )
+        record(summary.outcomes)
     return MaterializeResult(metadata=summary_metadata(summary, catalog.INGEST_QUALITY))
 
 

@@ -6,10 +6,13 @@
    rollups (about 220k 15-minute sales rows, 90k product-hour rows, 43k active-user minutes);
 2. starts `uvicorn api.main:app` (one worker, API key on, rate limit raised out of the way);
 3. requests each URL of a mixed set of 14 rollup reads once (cold: computed from PostgreSQL);
-4. runs wrk against the mixed set (rotating URLs) and against /health (the ceiling), alternating for
-   a few rounds since other processes' load shifts over time;
-5. prints every run and the medians: req/s, p50/p90/p99, server CPU per request, the ratio to
-   /health; then drops the database and stops the server.
+4. runs wrk against the mixed set (rotating URLs), the mixed set while a Prometheus-like scraper
+   fetches /metrics every --scrape-interval seconds (1 s: 15x Prometheus' default, to make the cost
+   visible), and /health (the ceiling), alternating for a few rounds since other processes' load
+   shifts over time;
+5. prints every run and the medians: req/s, p50/p90/p99, server CPU per request, the ratios to
+   /health and of the scraped to the unscraped mix, and what one scrape costs; then drops the
+   database and stops the server.
 
 The server and wrk share the machine's CPUs (the scheduler places them); --pin puts the server on
 CPU 0 and wrk on CPU 1 (taskset) instead. wrk is installed with apt-get if missing.
@@ -27,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -304,11 +308,47 @@ def run_wrk(wrk: str, server: Server, paths: list[str], args: argparse.Namespace
     return stats
 
 
+@contextlib.contextmanager
+def scraping(base: str, interval: float) -> Iterator[list[float]]:
+    """Fetch /metrics every `interval` seconds in a thread (as Prometheus would); yields scrape latencies."""
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+                response.read()
+            latencies.append(time.perf_counter() - started)
+            stop.wait(interval)
+
+    thread = threading.Thread(target=scrape, name="scraper", daemon=True)
+    thread.start()
+    try:
+        yield latencies
+    finally:
+        stop.set()
+        thread.join()
+
+
+def scrape_cost(server: Server, count: int = 200) -> tuple[float, float, int]:
+    """(median ms, server CPU us per scrape, bytes) of `count` sequential /metrics requests on an idle server."""
+    cpu_before = server.cpu_seconds()
+    latencies, size = [], 0
+    for _ in range(count):
+        started = time.perf_counter()
+        with urllib.request.urlopen(server.base + "/metrics", timeout=10) as response:
+            size = len(response.read())
+        latencies.append(time.perf_counter() - started)
+    cpu = (server.cpu_seconds() - cpu_before) / count * 1e6
+    return statistics.median(latencies) * 1000, cpu, size
+
+
 def print_row(name: str, stats: dict[str, float]) -> None:
     millis = [stats[key] / 1000 for key in ("p50_us", "p90_us", "p99_us", "max_us")]
     failed = stats["non_2xx"] + stats["socket_errors"]
     cells = f"{stats['rps']:>9.0f}" + "".join(f"{value:>9.2f}" for value in millis) + f"{failed:>9.0f}"
-    print(f"{name:<30}{cells}{stats['cpu_us']:>12.0f} us{stats.get('load', 0.0):>7.2f}", flush=True)
+    print(f"{name:<34}{cells}{stats['cpu_us']:>12.0f} us{stats.get('load', 0.0):>7.2f}", flush=True)
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -323,12 +363,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     parser.add_argument("--pin", action="store_true", help="pin the server to CPU 0 and wrk to CPU 1 (taskset)")
+    parser.add_argument(
+        "--scrape-interval", type=float, default=1.0, help="seconds between /metrics scrapes in the scraped run"
+    )
     args = parser.parse_args()
 
     wrk = ensure_wrk()
     pin = args.pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     server_cpu, wrk_cpu = (0, 1) if pin else (None, None)
-    targets = ((f"rollup mix ({len(MIXED)} URLs)", MIXED), ("/health (ceiling)", ["/health"]))
+    scraped_name = f"rollup mix + /metrics every {args.scrape_interval:g}s"
+    targets = (
+        (f"rollup mix ({len(MIXED)} URLs)", MIXED),
+        (scraped_name, MIXED),
+        ("/health (ceiling)", ["/health"]),
+    )
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in targets}
     database = bench_database(get_settings().database_url)
     with database as url, api_server(url, free_port(), server_cpu, args.workers) as server:
@@ -343,19 +391,27 @@ def main() -> None:
                 if fetch(server.base, path)[2] == "hit" and args.workers == 1:
                     break
             assert fetch(server.base, path)[2] == "hit" or args.workers > 1, path
+        scrape_ms, scrape_cpu_us, scrape_bytes = scrape_cost(server)
+        print(f"\none /metrics scrape (idle server): {scrape_ms:.2f} ms, {scrape_cpu_us:.0f} us CPU, {scrape_bytes} B")
         placement = f"server on CPU {server_cpu}, wrk on CPU {wrk_cpu}" if pin else "not pinned"
         print(
             f"\nwrk: {args.connections} connections, {args.threads} thread(s), {args.duration} s per run, {placement}, "
             f"{args.workers} uvicorn worker(s)"
         )
-        print(f"{args.rounds} rounds alternating the two targets (background load shifts; medians are reported)\n")
+        print(f"{args.rounds} rounds alternating the targets (background load shifts; medians are reported)\n")
         print(
-            f"{'run':<30}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'failed':>9}"
+            f"{'run':<34}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'failed':>9}"
             f"{'CPU/req':>15}{'load':>7}"
         )
         for round_number in range(1, args.rounds + 1):
             for name, paths in targets:
-                stats = run_wrk(wrk, server, paths, args, wrk_cpu)
+                with contextlib.ExitStack() as stack:
+                    if name == scraped_name:
+                        scrapes = stack.enter_context(scraping(server.base, args.scrape_interval))
+                    stats = run_wrk(wrk, server, paths, args, wrk_cpu)
+                if name == scraped_name:
+                    stats["scrapes"] = len(scrapes)
+                    stats["scrape_ms"] = statistics.median(scrapes) * 1000 if scrapes else 0.0
                 stats["load"] = os.getloadavg()[0]
                 runs[name].append(stats)
                 print_row(f"{round_number}: {name}", stats)
@@ -364,9 +420,13 @@ def main() -> None:
     medians = {name: median_of(results) for name, results in runs.items()}
     for name, stats in medians.items():
         print_row(name, stats)
-    mixed, health = medians[targets[0][0]], medians[targets[1][0]]
+    mixed, scraped, health = (medians[name] for name, _ in targets)
     verdict = "meets" if mixed["rps"] >= 3000 and mixed["p99_us"] <= 20_000 else "MISSES"
     print(f"\nrollup mix / health throughput (medians): {mixed['rps'] / health['rps']:.2f}")
+    print(
+        f"rollup mix scraped / unscraped throughput (medians): {scraped['rps'] / mixed['rps']:.3f} "
+        f"({scraped['scrapes']:.0f} scrapes per run, median {scraped['scrape_ms']:.1f} ms under load)"
+    )
     print(f"target >= 3000 req/s at p99 <= 20 ms for rollup reads: {verdict}")
     if any(run["non_2xx"] or run["socket_errors"] for results in runs.values() for run in results):
         raise SystemExit("some requests failed")

@@ -14,6 +14,7 @@ it waits, so requests for the same partition coalesce (see `rollup_run_requests`
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import psycopg
 from dagster import (
@@ -38,6 +39,7 @@ from resources import KafkaResource, LakeResource, PostgresResource
 from shoppulse.lake.changes import LakeChanges, changes_since
 from shoppulse.lake.drain import DrainConfig, DrainResult, drain
 from shoppulse.lake.layout import LakeTable
+from shoppulse.observability.metrics import record_drain, record_drain_error
 from shoppulse.rollups.affected import partitions_to_refresh_after_drain, runs_by_partition
 from shoppulse.settings import get_settings
 from shoppulse.warehouse.ingest_progress import record_progress
@@ -134,7 +136,13 @@ def drain_tick(
     """One tick of a drain sensor (of one shard, or of the whole topic)."""
     cursor = int(context.cursor or 0)
     config = drain_config(kafka, lake, shard)
-    result = drain(config)
+    began = time.monotonic()
+    try:
+        result = drain(config)
+    except Exception:
+        record_drain_error(time.monotonic() - began)
+        raise
+    record_drain(result)
     if result.status == "busy":
         context.log.info("an overlapping drain holds this shard; reporting commits only")
     elif result.status == "refused":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make run` / `make test` need on a fresh machine, idempotently:
 #   uv (pinned; into .shoppulse/bootstrap when not on PATH), the locked Python environment (.venv),
-#   and with --test, Debian's docker-compose (used to validate docker-compose.yml; root only).
+#   and with --test, Debian's docker-compose (used to validate docker-compose.yml; root only) and
+#   Debian's prometheus and redis-server (promtool checks the alert rules; Redis carries the Celery
+#   launcher's tests; root only).
 # Kafka and PostgreSQL are installed/started by `python -m shoppulse.stack up`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,15 @@ if [ "${1:-}" = "--test" ] && ! command -v docker-compose >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
   else
     echo "bootstrap: docker-compose not found and not root: the compose validation test will be skipped" >&2
+  fi
+fi
+if [ "${1:-}" = "--test" ] && ! { command -v promtool && command -v redis-server; } >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing Debian's prometheus and redis-server (alert rule and Celery launcher tests)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus redis-server >/dev/null
+  else
+    echo "bootstrap: promtool/redis-server missing and not root: the Prometheus and Celery tests will be skipped" >&2
   fi
 fi
 echo "$UV"

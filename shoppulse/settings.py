@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -138,6 +139,39 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Connections + tasks one API process accepts at once; beyond: 503."
     )
 
+    # Observability (docs/observability.md).
+    metrics_dir_override: Path | None = Field(
+        default=None,
+        validation_alias="SHOPPULSE_METRICS_DIR",
+        description="Pipeline processes' metric files (PROMETHEUS_MULTIPROC_DIR); unset = HOME/metrics.",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of the pipeline metrics exporter.")
+    metrics_port: int = Field(default=24901, description="Port of the pipeline metrics exporter (/metrics).")
+    prometheus_enabled: bool | None = Field(
+        default=None,
+        validation_alias="SHOPPULSE_PROMETHEUS",
+        description="`make run` starts Prometheus: 1 = yes (apt-installed if missing), 0 = no, unset = if installed.",
+    )
+    prometheus_port: int = Field(default=24990, description="Port of the local Prometheus server.")
+    prometheus_retention: str = Field(default="7d", description="How long the local Prometheus keeps samples.")
+    prometheus_scrape_interval: str | None = Field(
+        default=None, description="Local Prometheus scrape and rule interval; unset = ops/prometheus's (15s)."
+    )
+
+    # Runs on many workers (docs/scaling.md).
+    run_launcher: Literal["forkserver", "celery"] = Field(
+        default="forkserver",
+        description="How runs start: forkserver (this machine) or celery (Celery workers over Redis).",
+    )
+    celery_workers: int = Field(default=2, ge=1, description="Celery workers `make run` starts (run_launcher=celery).")
+    celery_worker_concurrency: int = Field(default=1, ge=1, description="Runs one Celery worker executes at a time.")
+    redis_url_override: str | None = Field(
+        default=None,
+        validation_alias="SHOPPULSE_REDIS_URL",
+        description="External Redis for Celery (redis://host:port); unset = a local redis-server.",
+    )
+    redis_port: int = Field(default=24979, description="Local redis-server port (run_launcher=celery).")
+
     @property
     def external_kafka(self) -> bool:
         return self.kafka_bootstrap_servers is not None
@@ -202,6 +236,14 @@ class Settings(BaseSettings):
     def dagster_home(self) -> Path:
         return self.home / "dagster_home"
 
+    @property
+    def redis_url(self) -> str:
+        return self.redis_url_override or f"redis://127.0.0.1:{self.redis_port}"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.metrics_dir_override or self.home / "metrics"
+
     def service_env(self) -> dict[str, str]:
         """Environment that points child processes (Dagster, API, simulator, tests) at this stack."""
         return {
@@ -215,6 +257,7 @@ class Settings(BaseSettings):
             "SHOPPULSE_EVENTS_TOPIC": self.events_topic,
             "DAGSTER_HOME": str(self.dagster_home),
             "DAGSTER_EVENT_BATCH_SIZE": str(self.dagster_event_batch_size),
+            "SHOPPULSE_METRICS_DIR": str(self.metrics_dir),
         }
 
 

@@ -24,6 +24,8 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, Producer
 
+from shoppulse.observability.metrics import pipeline_metrics
+
 log = logging.getLogger(__name__)
 
 FAST_CONFIG: dict[str, object] = {
@@ -103,12 +105,16 @@ class KafkaSink:
             **(extra_config or {}),
         }
         self.producer = Producer(config)
+        metrics = pipeline_metrics()
+        self._count_sent = metrics.simulator_sent.inc
+        self._delivery_errors = metrics.simulator_delivery_errors
 
     def _on_delivery(self, err: KafkaError | None, msg: object) -> None:
         if err is None:
             self._delivered += 1
             return
         self._failed += 1
+        self._delivery_errors.labels(err.name()).inc()
         if len(self._errors) < 10:
             self._errors.append(str(err))
         if err.fatal():
@@ -141,6 +147,7 @@ class KafkaSink:
                 poll(0.05)
             poll(0)
         self._produced += begin
+        self._count_sent(begin)
         return begin
 
     def poll(self) -> None:

@@ -124,6 +124,10 @@ class DrainResult:
     next_offsets: dict[int, int] = field(default_factory=dict)
     high_watermarks: dict[int, int] = field(default_factory=dict)
     compacted: list[str] = field(default_factory=list)
+    written_bytes: int = 0
+    """Bytes of the data files this call's commit added (compaction not included)."""
+    commit_seconds: float = 0.0
+    """Wall time of the commit point and applying it."""
     seconds: float = 0.0
 
     @property
@@ -451,6 +455,7 @@ def _consume_and_commit(
     offsets = {p: start.get(p, 0) for p in partitions}
     offsets.update({p: o + 1 for p, o in last.items()})
     ranges = {str(p): [first[p], last[p]] for p in sorted(last)}
+    committing = time.monotonic()
     try:
         version = commit_files(
             table,
@@ -468,6 +473,8 @@ def _consume_and_commit(
         remove_uncommitted(lake, adds)
         CONSUMERS.discard(config.bootstrap_servers, config.topic, config.shard_key)
         raise
+    result.commit_seconds = time.monotonic() - committing
+    result.written_bytes = sum(add.size for add in adds)
     result.status = "drained"
     result.seq = version
     result.messages = counts["messages"]

@@ -73,7 +73,7 @@ def _forget_admin(bootstrap_servers: str) -> None:
 def broker_lag(bootstrap_servers: str, topic: str, lake_offsets: dict[int, int], timeout: float) -> LagReport:
     """High watermark, lake offset and lag of every partition of `topic`.
 
-    `lake_offsets` are the lake's committed next offsets (`shoppulse.lake.commit.committed_offsets`); a
+    `lake_offsets` are the lake's committed next offsets (`shoppulse.lake.committed_offsets`); a
     partition missing there counts from 0. Raises BrokerUnavailableError when the broker does not answer
     within `timeout` seconds (the caller reports lag as unknown, never as 0).
     """

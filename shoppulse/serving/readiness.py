@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shoppulse.lake.commit import committed_offsets
+from shoppulse.lake import committed_offsets
 from shoppulse.lake.lag import BrokerUnavailableError, IngestVerdict, IngestWatch, LagReport, broker_lag
 from shoppulse.settings import Settings
 
@@ -68,7 +68,7 @@ class HealthMonitor:
                 return self._cached[1]
             settings = self.settings
             try:
-                offsets = committed_offsets(settings.lake_dir, settings.events_topic)
+                offsets = committed_offsets(settings.lake_location, settings.events_topic)
                 report = broker_lag(
                     settings.bootstrap_servers, settings.events_topic, offsets, settings.health_broker_timeout_seconds
                 )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from shoppulse.allocator import DRAIN_MALLOC_CONF, with_malloc_conf
 from shoppulse.settings import PROJECT_ROOT, Settings
+from shoppulse.stack import celery, prometheus
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.processes import PidFile, port_is_open, process_cmdline, start_detached, stop_pid, tail
 
@@ -39,9 +40,14 @@ class AppProcess:
     stop_timeout: float = 20.0
     malloc_conf: str | None = None
     """Polars allocator options for this process (see shoppulse/allocator.py)."""
+    multiprocess_metrics: bool = False
+    """Writes its metrics to the shared metrics directory (shoppulse/observability/multiprocess.py)."""
 
     def environment(self, env: dict[str, str]) -> dict[str, str]:
-        return with_malloc_conf(env, self.malloc_conf) if self.malloc_conf else env
+        env = with_malloc_conf(env, self.malloc_conf) if self.malloc_conf else env
+        if self.multiprocess_metrics and "SHOPPULSE_METRICS_DIR" in env:
+            env = {**env, "PROMETHEUS_MULTIPROC_DIR": env["SHOPPULSE_METRICS_DIR"]}
+        return env
 
     def log_path(self, settings: Settings) -> Path:
         return settings.logs_dir / f"{self.name}.log"
@@ -73,8 +79,14 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
             port=settings.dagster_code_server_port,
             port_var="SHOPPULSE_DAGSTER_CODE_SERVER_PORT",
             malloc_conf=DRAIN_MALLOC_CONF,  # the drain sensor runs here
+            multiprocess_metrics=True,
         ),
-        AppProcess(DAEMON, (str(BIN / "dagster-daemon"), "run", "-w", workspace), stop_timeout=30.0),
+        AppProcess(
+            DAEMON,
+            (str(BIN / "dagster-daemon"), "run", "-w", workspace),
+            stop_timeout=30.0,
+            multiprocess_metrics=True,  # its run workers record the rollup metrics
+        ),
         AppProcess(
             "dagster-webserver",
             (str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(settings.dagster_port), "-w", workspace),
@@ -104,9 +116,40 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
             ready_url=f"http://127.0.0.1:{settings.api_port}/health",
         ),
     ]
+    apps.extend(observability_processes(settings))
+    apps.extend(celery_processes(settings))
     if with_simulator:
         apps.append(
-            AppProcess(SIMULATOR, (sys.executable, "-m", "simulator", "live", "--rate", str(settings.simulator_rate)))
+            AppProcess(
+                SIMULATOR,
+                (sys.executable, "-m", "simulator", "live", "--rate", str(settings.simulator_rate)),
+                multiprocess_metrics=True,
+            )
+        )
+    return apps
+
+
+def observability_processes(settings: Settings) -> list[AppProcess]:
+    """The pipeline metrics exporter, and Prometheus when wanted (shoppulse/stack/prometheus.py)."""
+    apps = [
+        AppProcess(
+            "metrics-exporter",
+            (sys.executable, "-m", "shoppulse.observability.exporter"),
+            port=settings.metrics_port,
+            port_var="SHOPPULSE_METRICS_PORT",
+            ready_url=f"http://127.0.0.1:{settings.metrics_port}/metrics",
+        )
+    ]
+    binary = prometheus.wanted_prometheus(settings)
+    if binary is not None:
+        apps.append(
+            AppProcess(
+                "prometheus",
+                prometheus.prometheus_argv(settings, binary),
+                port=settings.prometheus_port,
+                port_var="SHOPPULSE_PROMETHEUS_PORT",
+                ready_url=f"http://127.0.0.1:{settings.prometheus_port}/-/ready",
+            )
         )
     return apps
 
@@ -366,3 +409,30 @@ def read_supervisor_status(settings: Settings) -> dict | None:
     if process_cmdline(int(document.get("supervisor_pid", 0))) is None:
         return None
     return document
+
+
+def celery_processes(settings: Settings) -> list[AppProcess]:
+    """With SHOPPULSE_RUN_LAUNCHER=celery: a local Redis (unless SHOPPULSE_REDIS_URL) and the Celery
+    workers that execute the runs (shoppulse/stack/celery.py)."""
+    if settings.run_launcher != "celery":
+        return []
+    apps = []
+    if settings.redis_url_override is None:
+        apps.append(
+            AppProcess(
+                "redis",
+                celery.redis_argv(settings, celery.redis_binary()),
+                port=settings.redis_port,
+                port_var="SHOPPULSE_REDIS_PORT",
+            )
+        )
+    for number in range(1, settings.celery_workers + 1):
+        apps.append(
+            AppProcess(
+                f"celery-worker-{number}",
+                celery.worker_argv(f"shoppulse-{number}", settings.celery_worker_concurrency),
+                stop_timeout=60.0,
+                multiprocess_metrics=True,  # the runs it executes record the rollup metrics
+            )
+        )
+    return apps

@@ -14,7 +14,14 @@ from pathlib import Path
 from shoppulse.settings import PROJECT_ROOT
 from shoppulse.stack.processes import free_port
 
-PORT_VARIABLES = ("SHOPPULSE_DAGSTER_PORT", "SHOPPULSE_API_PORT", "SHOPPULSE_DAGSTER_CODE_SERVER_PORT")
+PORT_VARIABLES = (
+    "SHOPPULSE_DAGSTER_PORT",
+    "SHOPPULSE_API_PORT",
+    "SHOPPULSE_DAGSTER_CODE_SERVER_PORT",
+    "SHOPPULSE_METRICS_PORT",
+    "SHOPPULSE_PROMETHEUS_PORT",
+    "SHOPPULSE_REDIS_PORT",
+)
 READY_LINE = "Press Ctrl-C to stop."
 
 

@@ -11,6 +11,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from shoppulse.settings import PROJECT_ROOT, Settings
+from shoppulse.stack.celery import celery_instance_yaml
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.kafka import EVENTS_TOPIC_CONFIG, LocalKafka, ensure_topic
 from shoppulse.stack.postgres import LocalPostgres
@@ -66,7 +67,10 @@ def prepare_dagster_home(settings: Settings) -> None:
     """DAGSTER_HOME gets the repo's dagster.yaml and a workspace pointing at the code server."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    if settings.run_launcher == "celery":
+        (home / "dagster.yaml").write_text(celery_instance_yaml(settings))
+    else:
+        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     (home / "workspace.yaml").write_text(
         "# Written by `python -m shoppulse.stack`: the webserver and daemon share one code server.\n"
         "load_from:\n"

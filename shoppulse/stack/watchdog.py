@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from shoppulse.lake.commit import committed_offsets
+from shoppulse.lake import committed_offsets
 from shoppulse.lake.lag import BrokerUnavailableError, IngestWatch, broker_lag
 from shoppulse.serving.readiness import watchdog_state_path
 from shoppulse.settings import Settings
@@ -74,7 +74,7 @@ class DrainWatchdog:
         state = self.state
         state["checked_at"] = _iso(time.time())
         try:
-            offsets = committed_offsets(settings.lake_dir, settings.events_topic)
+            offsets = committed_offsets(settings.lake_location, settings.events_topic)
             report = broker_lag(settings.bootstrap_servers, settings.events_topic, offsets, timeout=2.0)
         except BrokerUnavailableError as exc:
             state.update(status="broker unavailable", error=str(exc), total_lag=None)

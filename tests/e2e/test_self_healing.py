@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
-from shoppulse.lake.commit import committed_offsets
+from shoppulse.lake import committed_offsets
 from shoppulse.lake.lag import broker_lag
 from shoppulse.settings import Settings
 from shoppulse.stack.isolated import IsolatedRun, start_isolated_run

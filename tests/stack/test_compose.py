@@ -22,7 +22,10 @@ APP_SERVICES = {
     "api",
     "simulator",
     "drain-watchdog",
+    "metrics-exporter",
 }
+OBSERVABILITY_SERVICES = {"prometheus", "grafana"}  # checked in tests/observability/test_dashboards.py
+CELERY_SERVICES = {"redis", "celery-worker"}  # the `celery` profile, checked in tests/stack/test_celery_config.py
 REQUIRED_ENV = {
     "KAFKA_BOOTSTRAP_SERVERS",
     "DATABASE_URL",
@@ -58,7 +61,7 @@ def test_compose_file_validates_without_an_engine() -> None:
 def test_compose_services_are_wired_like_the_local_stack() -> None:
     config = compose_config()
     services = config["services"]
-    assert set(services) == {"kafka", "postgres", "s3"} | APP_SERVICES
+    assert set(services) == {"kafka", "postgres", "s3"} | APP_SERVICES | OBSERVABILITY_SERVICES | CELERY_SERVICES
     assert services["s3"]["image"].startswith("andrewgaul/s3proxy") and services["s3"]["profiles"] == ["s3"]
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
