@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.telemetry import Telemetry
 from shoppulse.contract.events import CURRENCY_EXPONENTS
 from shoppulse.serving.cache import ResponseCache
+from shoppulse.serving.changes import ChangeFeed
 from shoppulse.serving.currency import FxCache
 from shoppulse.serving.db import create_pool
 from shoppulse.serving.guard import Guard, parse_keys
@@ -34,6 +35,7 @@ class ServingState:
     listener: NotifyListener
     telemetry: Telemetry
     now: Clock
+    changes: ChangeFeed
 
     @property
     def lateness_horizon(self) -> timedelta:
@@ -59,10 +61,13 @@ class ServingState:
             if asset == "fx_rates":
                 state.fx.invalidate()
             state.cache.invalidate(asset, partition)
+            state.changes.publish_change(asset, partition)  # after invalidation: a reload sees the new rows
 
         def on_reset() -> None:
             state.fx.invalidate()
             state.cache.clear()
+            connected = state.listener.connected
+            state.changes.publish_reset("database notifications " + ("connected" if connected else "lost"))
 
         state = cls(
             settings=settings,
@@ -77,12 +82,16 @@ class ServingState:
             listener=NotifyListener(settings.database_url, on_change, on_reset),
             telemetry=telemetry,
             now=now,
+            changes=ChangeFeed(settings.api_max_streams),
         )
         telemetry.gauge("shoppulse_api_cache_entries", "Responses held in the cache.", lambda: len(state.cache))
         telemetry.gauge(
             "shoppulse_api_notify_listener_up",
             "1 while the NOTIFY listener is connected (long cache TTL), else 0.",
             lambda: float(state.listener.connected),
+        )
+        telemetry.gauge(
+            "shoppulse_api_live_streams", "Open live-update streams (/analytics/stream).", lambda: len(state.changes)
         )
         telemetry.gauge(
             "shoppulse_api_db_pool_connections",

@@ -84,6 +84,8 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
                 "--port",
                 str(settings.api_port),
                 "--no-access-log",
+                "--timeout-graceful-shutdown",  # open live-update streams never end by themselves
+                "5",
             ),
             port=settings.api_port,
             port_var="SHOPPULSE_API_PORT",
