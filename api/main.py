@@ -107,7 +107,7 @@ def create_app(settings: Settings | None = None, *, now: Clock = utc_now) -> Fas
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
-        docs_url=None,  # /docs and /redoc are served from vendored files (api/pages.py), not a CDN
+        docs_url=None,  # /docs is served from vendored files (api/pages.py), not a CDN
         redoc_url=None,
         # FastAPI's native OpenTelemetry instrumentation costs ~10 µs per request even without a provider;
         # this service exports Prometheus metrics (api/telemetry.py) instead.

@@ -1,8 +1,9 @@
-"""What people open in a browser: the dashboard, Swagger UI and ReDoc, all served from this process.
+"""What people open in a browser: the dashboard and Swagger UI, both served from this process.
 
 Every script and stylesheet is a local file under `api/static/` (the vendored ones under
 `api/static/vendor/`, refreshed by `scripts/vendor.sh`), so `/docs` and the dashboard work without
-internet access. None of these routes is in the OpenAPI document.
+internet access. None of these routes is in the OpenAPI document. (No ReDoc: its bundle loads its logo
+from a CDN, which an offline page must not do.)
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse
 
@@ -19,7 +20,6 @@ STATIC_PREFIX = "/static"
 VENDOR = f"{STATIC_PREFIX}/vendor"
 DASHBOARD_PATH = "/dashboard"
 DOCS_PATH = "/docs"
-REDOC_PATH = "/redoc"
 OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
 
 
@@ -49,20 +49,10 @@ def pages_router(title: str, openapi_url: str) -> APIRouter:
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    @router.get(REDOC_PATH)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=openapi_url,
-            title=f"{title} — ReDoc",
-            redoc_js_url=f"{VENDOR}/redoc/redoc.standalone.js",
-            redoc_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
-            with_google_fonts=False,
-        )
-
     return router
 
 
 def install_pages(app: FastAPI) -> None:
-    """The dashboard, `/docs`, `/redoc` and the static files (create the app with docs_url=redoc_url=None)."""
+    """The dashboard, `/docs` and the static files (create the app with docs_url=redoc_url=None)."""
     app.include_router(pages_router(app.title, app.openapi_url or "/openapi.json"))
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Re-vendors the browser assets the API serves itself (no CDN, no build step for users):
-#   uPlot (the dashboard's charts), swagger-ui-dist (/docs) and redoc (/redoc),
+#   uPlot (the dashboard's charts) and swagger-ui-dist (/docs),
 # each from its npm tarball (`npm pack NAME@VERSION`), into api/static/vendor/<name>/ with its
 # LICENSE and a VERSION file (name, version, tarball sha512 integrity). Needs npm and the registry.
-# Usage: scripts/vendor.sh [uplot@X.Y.Z] [swagger-ui-dist@X.Y.Z] [redoc@X.Y.Z]   (defaults below)
+# Usage: scripts/vendor.sh [uplot@X.Y.Z] [swagger-ui-dist@X.Y.Z]   (defaults below)
+# (No ReDoc: its standalone bundle loads its logo from cdn.redoc.ly, so it is not offline.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UPLOT=${1:-uplot@1.6.32}
 SWAGGER=${2:-swagger-ui-dist@5.36.0}
-REDOC=${3:-redoc@2.5.4}
 VENDOR=api/static/vendor
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -31,4 +31,3 @@ unpack() {
 
 unpack "$UPLOT" uplot dist/uPlot.iife.min.js dist/uPlot.min.css
 unpack "$SWAGGER" swagger-ui swagger-ui-bundle.js swagger-ui.css favicon-32x32.png NOTICE
-unpack "$REDOC" redoc bundles/redoc.standalone.js

@@ -15,6 +15,7 @@ import click
 from shoppulse.settings import PROJECT_ROOT, Settings, get_settings
 from shoppulse.stack import services
 from shoppulse.stack.apps import Supervisor, app_processes
+from shoppulse.stack.browser import ensure_chromium
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.kafka import LocalKafka
 from shoppulse.stack.postgres import LocalPostgres
@@ -172,7 +173,8 @@ def test(ctx: click.Context) -> None:
     try:
         report = services.up(settings)
         _report_up(report)
-        env = {**os.environ, **settings.service_env()}
+        # the browser tests drive Debian's Chromium (installed here when missing)
+        env = {**os.environ, **settings.service_env(), "SHOPPULSE_CHROMIUM": ensure_chromium(settings)}
         began = time.monotonic()
         code = subprocess.call([sys.executable, "-m", "pytest", *ctx.args], env=env, cwd=PROJECT_ROOT)
         click.echo(f"pytest finished in {time.monotonic() - began:.0f}s with exit code {code}")
