@@ -36,7 +36,8 @@ Send `Last-Event-ID` (browsers do on reconnect) to receive the events after that
 def open_subscription(
     request: Request,
     last_event_id: Annotated[
-        str | None, Header(description="Resume after this event id (sent by browsers on reconnect).")
+        str | None,
+        Header(description="Resume after this event id (sent by browsers on reconnect).", examples=["5f3a9c01-42"]),
     ] = None,
 ) -> Subscription:
     try:
