@@ -131,6 +131,7 @@ def run(simulator: bool) -> None:
         supervisor.start_all(env)
         click.echo(
             f"\nShopPulse is running (ready in {time.monotonic() - began:.1f}s)\n"
+            f"  Dashboard       http://{settings.api_host}:{settings.api_port}/dashboard\n"
             f"  Dagster UI      http://127.0.0.1:{settings.dagster_port}\n"
             f"  API             http://{settings.api_host}:{settings.api_port}  (docs: /docs)\n"
             f"  Kafka           {settings.bootstrap_servers}  topic {settings.events_topic}\n"

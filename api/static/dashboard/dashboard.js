@@ -23,6 +23,9 @@
   const probe = { refreshes: 0, busy: false, lastLive: null, events: [] }; // read by the browser tests
   window.shoppulse = probe;
   let alertsAvailable = null; // null = not known yet
+  const previousFunnel = { key: null, answer: null, stale: true }; // the previous period changes rarely
+  const COALESCE_MS = 250; // the assets of one rollup run arrive together: one refresh for all of them
+  const FX_COALESCE_MS = 3000;
   let chart = null;
 
   // ------------------------------------------------------------------ formatting
@@ -140,11 +143,15 @@
     },
 
     async conversion() {
+      const previousKey = JSON.stringify(previousUtcParams());
       const [now, before, abandonment] = await Promise.all([
         api("/analytics/funnel", utcParams()),
-        api("/analytics/funnel", previousUtcParams()),
+        previousFunnel.key === previousKey && !previousFunnel.stale
+          ? previousFunnel.answer
+          : api("/analytics/funnel", previousUtcParams()),
         api("/analytics/carts/abandonment", utcParams()),
       ]);
+      Object.assign(previousFunnel, { key: previousKey, answer: before, stale: false });
       metas.conversion = [now.meta, abandonment.meta];
       const rate = now.data.conversion_rate;
       const previous = before.data.conversion_rate;
@@ -336,8 +343,11 @@
     box.textContent = message || "";
   }
 
+  let liveCause = null; // the live event whose refresh is pending (for window.shoppulse.lastLive)
+
   async function refresh(panels, cause = null) {
     panels.forEach((panel) => dirty.add(panel));
+    liveCause = liveCause || cause;
     if (running) return;
     running = true;
     probe.busy = true;
@@ -345,6 +355,8 @@
       while (dirty.size) {
         const batch = [...dirty];
         dirty.clear();
+        const batchCause = liveCause;
+        liveCause = null;
         const started = generation;
         const results = await Promise.allSettled(batch.map((panel) => loaders[panel]()));
         if (started !== generation) continue; // the controls changed meanwhile: their refresh is queued
@@ -354,10 +366,7 @@
         if (retry) setTimeout(() => refresh(batch), 1000 * (retry.retryAfter || 5));
         probe.refreshes += 1;
         updateFreshness();
-        if (cause) {
-          probe.lastLive = { ...cause, renderedAt: performance.timeOrigin + performance.now() };
-          cause = null;
-        }
+        if (batchCause) probe.lastLive = { ...batchCause, renderedAt: performance.timeOrigin + performance.now() };
       }
     } finally {
       running = false;
@@ -390,6 +399,36 @@
 
   // ------------------------------------------------------------------ live updates (SSE)
 
+  function panelsFor(change) {
+    // Only panels whose window reads the changed UTC day (local windows reach a day further either side).
+    const panels = PANELS_OF_ASSET[change.asset] || ["alerts"];
+    if (!change.partition || change.asset === "users") return panels;
+    const previous = previousUtcParams();
+    const inCurrent = addDays(state.from, -1) <= change.partition && change.partition <= addDays(state.to, 1);
+    const inPrevious = addDays(previous.from, -1) <= change.partition && change.partition <= addDays(previous.to, 1);
+    if (inPrevious) previousFunnel.stale = true;
+    // sales and conversion show the previous period too
+    return panels.filter((panel) => inCurrent || (inPrevious && (panel === "sales" || panel === "conversion")));
+  }
+
+  const pending = { panels: new Set(), cause: null, timer: null, due: Infinity };
+  function schedule(panels, cause) {
+    // fx_rates lands first in each rollup run, ~1-2 s before the sales it converts: wait for them.
+    const delay = cause.asset === "fx_rates" ? FX_COALESCE_MS : COALESCE_MS;
+    panels.forEach((panel) => pending.panels.add(panel));
+    if (cause.asset !== "fx_rates" || !pending.cause) pending.cause = cause;
+    const due = performance.now() + delay;
+    if (due >= pending.due) return;
+    clearTimeout(pending.timer);
+    pending.due = due;
+    pending.timer = setTimeout(() => {
+      const batch = [...pending.panels];
+      const first = pending.cause;
+      Object.assign(pending, { panels: new Set(), cause: null, timer: null, due: Infinity });
+      refresh(batch, first);
+    }, delay);
+  }
+
   function connectLive() {
     const badge = $("live");
     const source = new EventSource("/analytics/stream");
@@ -401,11 +440,12 @@
       const change = JSON.parse(event.data);
       const receivedAt = performance.timeOrigin + performance.now();
       probe.events.push({ id: event.lastEventId, ...change, receivedAt });
-      const panels = PANELS_OF_ASSET[change.asset] || ["alerts"];
-      refresh(panels, { id: event.lastEventId, asset: change.asset, partition: change.partition, receivedAt });
+      const panels = panelsFor(change);
+      if (panels.length) schedule(panels, { id: event.lastEventId, asset: change.asset, partition: change.partition, receivedAt });
     });
     source.addEventListener("reset", (event) => {
       probe.events.push({ id: event.lastEventId, ...JSON.parse(event.data) });
+      previousFunnel.stale = true;
       refresh(PANELS);
     });
     source.onerror = () => {
