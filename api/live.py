@@ -22,7 +22,7 @@ RECONNECT_MILLISECONDS = 2000
 
 STREAM_DESCRIPTION = """Server-Sent Events (`text/event-stream`), one per change of the serving tables:
 
-* `ready` (first, no id): `{"epoch", "streams"}`.
+* `ready` (first): `{"epoch", "streams"}`; its id is the newest event's (none when resuming).
 * `materialized` (id `<epoch>-<seq>`): `{"asset", "partition", "at"}`: an asset's partition (a UTC date)
   was rewritten; answers that read it are new now.
 * `reset` (with an id): `{"reason"}`: changes may have been missed (the database connection dropped or came
@@ -33,13 +33,13 @@ Send `Last-Event-ID` (browsers do on reconnect) to receive the events after that
 """
 
 
-def open_subscription(
-    request: Request,
-    last_event_id: Annotated[
-        str | None,
-        Header(description="Resume after this event id (sent by browsers on reconnect).", examples=["5f3a9c01-42"]),
-    ] = None,
-) -> Subscription:
+LastEventId = Annotated[
+    str | None,
+    Header(description="Resume after this event id (sent by browsers on reconnect).", examples=["5f3a9c01-42"]),
+]
+
+
+def open_subscription(request: Request, last_event_id: LastEventId = None) -> Subscription:
     try:
         return serving(request).changes.subscribe(last_event_id)
     except TooManyStreamsError as exc:
@@ -69,12 +69,20 @@ def live_router(auth: bool, dependencies: list[Any], responses: dict[int | str, 
         responses=stream_responses,
     )
     async def stream(
-        request: Request, subscription: Annotated[Subscription, Depends(open_subscription)]
+        request: Request,
+        subscription: Annotated[Subscription, Depends(open_subscription)],
+        last_event_id: LastEventId = None,
     ) -> AsyncIterator[ServerSentEvent]:
         feed = serving(request).changes
+        # A new client starts at the feed's newest id, so that even before its first change it resumes
+        # without loss on this process (or gets `reset` from another one); a resuming one keeps its id.
+        ready_id = None if last_event_id else feed.position()
         try:
             yield ServerSentEvent(
-                event="ready", data={"epoch": feed.epoch, "streams": len(feed)}, retry=RECONNECT_MILLISECONDS
+                event="ready",
+                id=ready_id,
+                data={"epoch": feed.epoch, "streams": len(feed)},
+                retry=RECONNECT_MILLISECONDS,
             )
             while True:
                 change = await feed.next(subscription)

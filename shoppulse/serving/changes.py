@@ -106,6 +106,10 @@ class ChangeFeed:
             subscriber.offer(change)
         return change
 
+    def position(self) -> str:
+        """The id of the newest event: a client holding it has missed nothing (so far)."""
+        return f"{self.epoch}-{self._seq}"
+
     def publish_change(self, asset: str, partition: date | None) -> Change:
         return self._publish(MATERIALIZED, asset, partition, None)
 
@@ -139,7 +143,7 @@ class ChangeFeed:
 
     def _unsequenced_reset(self, reason: str) -> Change:
         """A reset carrying the newest id, so the client resumes from here next time."""
-        return Change(f"{self.epoch}-{self._seq}", self._seq, RESET, None, None, reason, self._clock())
+        return Change(self.position(), self._seq, RESET, None, None, reason, self._clock())
 
     def _since(self, last_event_id: str) -> list[Change] | None:
         """Events after `last_event_id`, or None when they cannot be known."""

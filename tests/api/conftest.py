@@ -56,11 +56,11 @@ def seeded_database(stack: services.UpReport, settings: Settings) -> Iterator[st
 
 
 @contextmanager
-def live_server(app: FastAPI) -> Iterator[str]:
-    """Serve `app` with uvicorn on 127.0.0.1 (free port) in a thread; yields the base URL."""
+def live_server(app: FastAPI, port: int = 0) -> Iterator[str]:
+    """Serve `app` with uvicorn on 127.0.0.1 (`port`, 0 = a free one) in a thread; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2)

@@ -86,7 +86,8 @@ def open_stream(http: httpx.Client, last_event_id: str | None = None) -> Iterato
         assert response.headers["cache-control"] == "no-cache"
         reader = EventReader(response)
         ready = reader.next()
-        assert ready.event == "ready" and ready.id is None
+        assert ready.event == "ready"
+        assert ready.id == (None if last_event_id else http.app.state.serving.changes.position())  # type: ignore[attr-defined]
         yield reader
 
 
@@ -115,6 +116,21 @@ def test_a_resumed_stream_gets_the_events_it_missed_in_order(client: httpx.Clien
         ("materialized", "users", "2025-03-13"),
     ]
     assert [int(e.id.split("-")[1]) for e in missed if e.id] == [int(seen.id.split("-")[1]) + 1 + n for n in (0, 1)]  # type: ignore[union-attr]
+
+
+def test_a_client_that_saw_no_change_yet_resumes_from_its_ready_id(client: httpx.Client, database: str) -> None:
+    with client.stream("GET", "/analytics/stream", timeout=60) as response:
+        ready = EventReader(response).next()
+    assert ready.event == "ready" and ready.id
+    feed = client.app.state.serving.changes  # type: ignore[attr-defined]
+    notify(database, "products:2025-03-16")  # while it is disconnected
+    deadline = time.monotonic() + 30
+    while feed.position() == ready.id:  # until the listener has published it
+        assert time.monotonic() < deadline, "the NOTIFY was not published"
+        time.sleep(0.02)
+    with open_stream(client, last_event_id=ready.id) as resumed:
+        missed = resumed.next()
+    assert (missed.event, missed.data["asset"], missed.data["partition"]) == ("materialized", "products", "2025-03-16")
 
 
 def test_an_id_of_another_process_resumes_with_a_reset(client: httpx.Client) -> None:

@@ -16,11 +16,12 @@ import psycopg
 import pytest
 from playwright.sync_api import Page
 
+from api.main import create_app
 from shoppulse.rollups.catalog import TABLES
 from shoppulse.rollups.writer import PartitionWrite, read_partition_rows, replace_partition
 from shoppulse.settings import Settings
-from tests.api.conftest import api_client, scratch_database
-from tests.api.seed import seed
+from tests.api.conftest import api_client, live_server, scratch_database
+from tests.api.seed import NOW, seed
 from tests.browser.conftest import PageProblems, screenshot
 
 OpenPage = Callable[..., tuple[Page, PageProblems]]
@@ -212,3 +213,30 @@ def test_the_api_docs_render_offline(open_page: OpenPage, client: httpx.Client) 
     assert "ShopPulse API" in page.locator(".swagger-ui .title").inner_text()
     screenshot(page, "docs")
     problems.assert_none()
+
+
+def test_the_open_page_keeps_updating_across_an_api_restart(
+    open_page: OpenPage, stack: object, settings: Settings
+) -> None:
+    """The stream drops with the API; the browser reconnects to the new process by itself, gets `reset`
+    (its Last-Event-ID is of the old process), reloads, and later materializations reach it again."""
+    with scratch_database(settings, "test_browser_restart") as database:
+        seed(database)
+        app_settings = Settings(database_url_override=database, api_rate_limit="100000/minute")
+        with live_server(create_app(app_settings, now=lambda: NOW)) as base_url:
+            page, _ = open_page()  # connection errors while the API is down are expected here
+            load(page, base_url, "from=2025-03-15&to=2025-03-15&tz=UTC&currency=USD")
+            net_before = int(card(page, "net_sales")[1])
+            events_before = page.evaluate("window.shoppulse.events.length")
+        port = int(base_url.rsplit(":", 1)[1])
+        with live_server(create_app(app_settings, now=lambda: NOW), port=port):
+            page.wait_for_function(
+                f"window.shoppulse.events.slice({events_before})"
+                ".some((e) => e.reason && e.reason.includes('Last-Event-ID'))"
+            )
+            page.wait_for_function("document.getElementById('live').dataset.state === 'on'")
+            double_sales_partition(database, date(2025, 3, 15))
+            page.wait_for_function(
+                f"document.querySelector('[data-testid=net_sales]').dataset.raw === '{2 * net_before}'"
+            )
+            page.close()
