@@ -63,11 +63,15 @@ class ServingState:
             state.cache.invalidate(asset, partition)
             state.changes.publish_change(asset, partition)  # after invalidation: a reload sees the new rows
 
+        published_state: list[bool | None] = [None]  # the listener state the streams were last told
+
         def on_reset() -> None:
             state.fx.invalidate()
             state.cache.clear()
             connected = state.listener.connected
-            state.changes.publish_reset("database notifications " + ("connected" if connected else "lost"))
+            if published_state[0] is not connected or connected:  # not once per failed reconnect attempt
+                published_state[0] = connected
+                state.changes.publish_reset("database notifications " + ("connected" if connected else "lost"))
 
         state = cls(
             settings=settings,
