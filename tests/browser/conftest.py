@@ -34,13 +34,15 @@ class PageProblems:
         assert self.external_requests == [], self.external_requests
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Module-scoped: Playwright's sync API runs an event loop in this thread while it is open, which
+    would make later tests' `asyncio.run()` (e.g. Dagster's backfill daemon) fail."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright, settings: Settings) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=ensure_chromium(settings))
     yield browser

@@ -145,6 +145,10 @@ def test_changing_time_zone_and_currency_changes_the_numbers_as_the_api_does(
     in_new_york = assert_cards_match_the_api(page, client, "America/New_York", "JPY")
     assert in_new_york["net_sales"] != in_jpy["net_sales"]  # the window's local days moved
     assert "tz=America%2FNew_York" in page.url and "currency=JPY" in page.url
+    page.fill("#tz", "Mars/Olympus_Mons")  # refused in the page, before any request
+    page.press("#tz", "Enter")
+    assert "Unknown time zone" in page.locator("#problem").inner_text()
+    assert card(page, "net_sales")[1] == str(in_new_york["net_sales"])
     screenshot(page, "dashboard-jpy-new-york")
     problems.assert_none()
 

@@ -63,6 +63,14 @@
     // en-CA formats as YYYY-MM-DD.
     return new Intl.DateTimeFormat("en-CA", { timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit" }).format(instant);
   }
+  function isTimeZone(tz) {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: tz });
+      return true;
+    } catch (error) {
+      return false;
+    }
+  }
   function addDays(isoDate, days) {
     const date = new Date(`${isoDate}T00:00:00Z`);
     date.setUTCDate(date.getUTCDate() + days);
@@ -466,6 +474,10 @@
   function readUrl() {
     const params = new URLSearchParams(location.search);
     state.tz = params.get("tz") || Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    if (!isTimeZone(state.tz)) {
+      showProblem(`Unknown time zone ${state.tz}: showing UTC.`);
+      state.tz = "UTC";
+    }
     state.currency = (params.get("currency") || "").toUpperCase(); // empty: the server's reporting currency
     state.dimension = ["channel", "country", "device"].includes(params.get("dimension")) ? params.get("dimension") : "channel";
     const from = params.get("from");
@@ -506,7 +518,13 @@
 
   function applyControls() {
     const preset = document.querySelector('input[name="preset"]:checked').value;
-    state.tz = $("tz").value.trim() || "UTC";
+    const tz = $("tz").value.trim() || "UTC";
+    if (!isTimeZone(tz)) {
+      showProblem(`Unknown time zone "${tz}": use an IANA name such as Europe/Paris or America/New_York.`);
+      $("tz").focus();
+      return;
+    }
+    state.tz = tz;
     state.currency = $("currency").value;
     state.preset = preset;
     if (preset === "custom") {
