@@ -33,4 +33,4 @@ RUN mkdir -p /data/lake /data/metrics && useradd --system --create-home --uid 10
 USER shoppulse
 
 EXPOSE 3000 4266 8000 24901
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--http", "api.http_protocol:GuardedHttpToolsProtocol", "--timeout-keep-alive", "5", "--limit-concurrency", "1000", "--timeout-graceful-shutdown", "5"]

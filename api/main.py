@@ -15,8 +15,10 @@ from psycopg_pool import PoolTimeout
 from starlette.responses import Response
 
 from api.edge import EdgeMiddleware
+from api.live import live_router
+from api.pages import install_pages
 from api.render import json_response
-from api.routes import CACHEABLE_PATHS, analytics_router, health_router
+from api.routes import ANALYTICS_RESPONSES, AUTH_RESPONSES, CACHEABLE_PATHS, analytics_router, health_router
 from api.state import Clock, ServingState, utc_now
 from shoppulse.serving.errors import DataUnavailableError, InvalidParameterError
 from shoppulse.serving.guard import API_KEY_HEADER
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None, *, now: Clock = utc_now) -> Fas
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from vendored files (api/pages.py), not a CDN
+        redoc_url=None,
         # FastAPI's native OpenTelemetry instrumentation costs ~10 µs per request even without a provider;
         # this service exports Prometheus metrics (api/telemetry.py) instead.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -120,6 +124,8 @@ def create_app(settings: Settings | None = None, *, now: Clock = utc_now) -> Fas
         dependencies.append(Security(scheme))  # documents the scheme; the edge middleware enforces it
     app.include_router(health_router(state.guard.auth_enabled, dependencies))
     app.include_router(analytics_router(state.guard.auth_enabled, dependencies))
+    app.include_router(live_router(state.guard.auth_enabled, dependencies, {**ANALYTICS_RESPONSES, **AUTH_RESPONSES}))
+    install_pages(app)
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, serving=state, query_names=query_names(app), cacheable=CACHEABLE_PATHS)
     return app

@@ -274,7 +274,8 @@ def analytics_router(auth: bool, dependencies: list[Any]) -> APIRouter:
         response_model=schemas.UsersDailyResponse,
         tags=["users"],
         summary="DAU, WAU, MAU, sessions and views per UTC day",
-        description="Rolling distinct users are not additive: a day without a row is null, never 0.",
+        description="Rolling distinct users are not additive. A materialized day without events has DAU 0 and "
+        "its WAU/MAU (users of the trailing 7/30 days); a day whose users partition is not materialized is null.",
     )
     async def users_daily(request: Request, from_: params.FromUtc = None, to: params.ToUtc = None) -> Response:
         now = serving(request).now()

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.telemetry import Telemetry
 from shoppulse.contract.events import CURRENCY_EXPONENTS
 from shoppulse.serving.cache import ResponseCache
+from shoppulse.serving.changes import ChangeFeed
 from shoppulse.serving.currency import FxCache
 from shoppulse.serving.db import create_pool
 from shoppulse.serving.guard import Guard, parse_keys
@@ -36,6 +37,7 @@ class ServingState:
     telemetry: Telemetry
     now: Clock
     monitor: HealthMonitor
+    changes: ChangeFeed
 
     @property
     def lateness_horizon(self) -> timedelta:
@@ -61,10 +63,17 @@ class ServingState:
             if asset == "fx_rates":
                 state.fx.invalidate()
             state.cache.invalidate(asset, partition)
+            state.changes.publish_change(asset, partition)  # after invalidation: a reload sees the new rows
+
+        published_state: list[bool | None] = [None]  # the listener state the streams were last told
 
         def on_reset() -> None:
             state.fx.invalidate()
             state.cache.clear()
+            connected = state.listener.connected
+            if published_state[0] is not connected or connected:  # not once per failed reconnect attempt
+                published_state[0] = connected
+                state.changes.publish_reset("database notifications " + ("connected" if connected else "lost"))
 
         state = cls(
             settings=settings,
@@ -80,10 +89,12 @@ class ServingState:
             telemetry=telemetry,
             now=now,
             monitor=HealthMonitor(settings),
+            changes=ChangeFeed(settings.api_max_streams),
         )
         telemetry.watch(
             cache_entries=lambda: len(state.cache),
             listener_connected=lambda: float(state.listener.connected),
             pool_stats=lambda: state.pool.get_stats(),
         )
+        telemetry.live_streams.set_function(lambda: len(state.changes))
         return state

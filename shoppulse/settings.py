@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     )
     api_db_pool_size: int = Field(default=8, ge=1, description="Most PostgreSQL connections one API process opens.")
     api_statement_timeout_ms: int = Field(default=5000, ge=100, description="PostgreSQL statement timeout for the API.")
+    api_max_streams: int = Field(
+        default=200, ge=0, description="Most live-update streams (`/analytics/stream`) one API process holds open."
+    )
 
     # Processes started by `make run`.
     dagster_port: int = Field(default=3000, description="Dagster webserver port.")
@@ -101,6 +104,9 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", description="API bind address.")
     api_port: int = Field(default=8000, description="API port.")
     simulator_rate: float = Field(default=50.0, gt=0, description="Live simulator events/s started by `make run`.")
+    chromium: str | None = Field(
+        default=None, description="Chromium executable for the browser tests; unset = Debian's `chromium` (installed)."
+    )
 
     # Health, supervision and the drain watchdog (docs/operations.md).
     health_ingest_stall_seconds: float = Field(

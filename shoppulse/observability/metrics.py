@@ -76,8 +76,7 @@ class ApiMetrics:
         )
         self.live_streams = Gauge(
             "shoppulse_api_live_streams",
-            "Live (server-sent events) streams open now; a stream handler wraps itself in "
-            "`live_streams.track_inprogress()`.",
+            "Live-update streams (/analytics/stream, server-sent events) open now.",
             registry=self.registry,
         )
         self._children: dict[tuple[str, int], Callable[[], None]] = {}

@@ -27,7 +27,6 @@ from shoppulse.metrics import (
     DAU_DAYS,
     MAU_DAYS,
     USER_DAILY_COUNTS,
-    USER_DAILY_MEASURES,
     WAU_DAYS,
 )
 from shoppulse.rollups.source import entity_codes, scan_partition
@@ -267,10 +266,14 @@ class RollingActiveUsers:
 
 
 def users_daily(events: pl.DataFrame, day: dt.date, window: RollingActiveUsers) -> pl.DataFrame:
-    """The `users_daily` row of `day` (no row for a day without events). `window` must include `day`."""
+    """The `users_daily` row of `day`, also for a day without events: its DAU and counts are 0, and its
+    WAU/MAU are still the users of the trailing 7/30 days. `window` must include `day`."""
     if events.is_empty():
-        return pl.DataFrame(schema={"event_date": pl.Date, **dict.fromkeys(USER_DAILY_MEASURES, pl.Int64)})
-    counts = events.select(**USER_DAILY_COUNTS).cast(pl.Int64)
+        counts = pl.DataFrame(
+            {name: [0] for name in USER_DAILY_COUNTS}, schema=dict.fromkeys(USER_DAILY_COUNTS, pl.Int64)
+        )
+    else:
+        counts = events.select(**USER_DAILY_COUNTS).cast(pl.Int64)
     return counts.with_columns(
         event_date=pl.lit(day),
         dau=pl.lit(window.distinct(day, DAU_DAYS), pl.Int64),

@@ -73,8 +73,11 @@ def _meta(window: Window, currency: str, freshness: Freshness) -> Meta:
     )
 
 
-async def _result(ctx: QueryContext, data: Any, windows: Sequence[Window], table: Table, currency: str) -> QueryResult:
-    scopes = tuple(Scope(table.asset, *window.utc_dates) for window in windows)
+async def _result(
+    ctx: QueryContext, data: Any, windows: Sequence[Window], table: Table, currency: str, *also_read: Table
+) -> QueryResult:
+    assets = dict.fromkeys(t.asset for t in (table, *also_read))
+    scopes = tuple(Scope(asset, *window.utc_dates) for asset in assets for window in windows)
     freshness = await read_freshness(ctx.conn, scopes, now=ctx.now, horizon=ctx.lateness_horizon)
     return QueryResult(
         data=data,
@@ -193,19 +196,20 @@ async def sales_breakdown(
     fx = (await ctx.fx.table(ctx.conn)).factors(currency, *window.utc_dates)
     rows = await aggregate(ctx.conn, pieces, table.measures, Grouping.by(dimension), columns, fx)
     rows.sort(key=lambda row: (-round_minor(row["net_sales"]), row["g"]))  # as output, ties by value
-    totals: dict[str, Decimal | int] = zero_sums(table.measures)
-    for row in rows:
-        for measure in table.measures:
-            totals[measure] += row[measure]
     items = [{"value": row["g"], **money_values(row, table.measures)} for row in rows]
-    data = {
-        "dimension": dimension,
-        "from": window.first,
-        "to": window.last,
-        "items": items,
-        "totals": money_values(totals, table.measures),
-    }
-    return await _result(ctx, data, [window], table, currency)
+    if dimension == "category" and "category" not in columns:
+        # An order with lines in three categories is in three rows: the totals come from the order-level
+        # tables instead, so each order counts once (they equal the window's sales/timeseries totals).
+        orders = await _series(ctx, window, Granularity.DAY, currency, filters)
+        totals, also_read = orders.totals, (orders.table,)
+    else:
+        sums: dict[str, Decimal | int] = zero_sums(table.measures)
+        for row in rows:
+            for measure in table.measures:
+                sums[measure] += row[measure]
+        totals, also_read = money_values(sums, table.measures), ()
+    data = {"dimension": dimension, "from": window.first, "to": window.last, "items": items, "totals": totals}
+    return await _result(ctx, data, [window], table, currency, *also_read)
 
 
 async def top_products(

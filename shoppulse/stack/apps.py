@@ -110,6 +110,8 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
                 str(settings.api_timeout_keep_alive_seconds),
                 "--limit-concurrency",
                 str(settings.api_limit_concurrency),
+                "--timeout-graceful-shutdown",  # open live-update streams never end by themselves
+                "5",
             ),
             port=settings.api_port,
             port_var="SHOPPULSE_API_PORT",

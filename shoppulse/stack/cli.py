@@ -18,6 +18,7 @@ from shoppulse.serving.readiness import watchdog_state_path
 from shoppulse.settings import PROJECT_ROOT, Settings, get_settings
 from shoppulse.stack import services
 from shoppulse.stack.apps import CODE_SERVER, DAEMON, Supervisor, app_processes, read_supervisor_status
+from shoppulse.stack.browser import ensure_chromium
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.kafka import LocalKafka
 from shoppulse.stack.postgres import LocalPostgres
@@ -187,6 +188,7 @@ def run(simulator: bool) -> None:
         supervisor.start_all(env)
         click.echo(
             f"\nShopPulse is running (ready in {time.monotonic() - began:.1f}s)\n"
+            f"  Dashboard       http://{settings.api_host}:{settings.api_port}/dashboard\n"
             f"  Dagster UI      http://127.0.0.1:{settings.dagster_port}\n"
             f"  API             http://{settings.api_host}:{settings.api_port}  (docs: /docs)\n"
             f"  Kafka           {settings.bootstrap_servers}  topic {settings.events_topic}\n"
@@ -258,7 +260,8 @@ def test(ctx: click.Context) -> None:
     try:
         report = services.up(settings)
         _report_up(report)
-        env = {**os.environ, **settings.service_env()}
+        # the browser tests drive Debian's Chromium (installed here when missing)
+        env = {**os.environ, **settings.service_env(), "SHOPPULSE_CHROMIUM": ensure_chromium(settings)}
         began = time.monotonic()
         code = subprocess.call([sys.executable, "-m", "pytest", *ctx.args], env=env, cwd=PROJECT_ROOT)
         click.echo(f"pytest finished in {time.monotonic() - began:.0f}s with exit code {code}")

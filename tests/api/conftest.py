@@ -56,13 +56,14 @@ def seeded_database(stack: services.UpReport, settings: Settings) -> Iterator[st
 
 
 @contextmanager
-def live_server(app: FastAPI, **config: Any) -> Iterator[str]:
-    """Serve `app` with uvicorn on 127.0.0.1 (free port) in a thread (`config`: more uvicorn.Config
-    options); yields the base URL."""
+def live_server(app: FastAPI, port: int = 0, **config: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn on 127.0.0.1 (`port`, 0 = a free one) in a thread (`config`: more
+    uvicorn.Config options); yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
+    config = {"timeout_graceful_shutdown": 2, **config}
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+
+from shoppulse.settings import Settings
+from tests.api.conftest import api_client, scratch_database
+from tests.api.seed import FX_RATES, Sale, insert, sales_tables, ts
 
 
 def get(client: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
@@ -336,3 +341,31 @@ def test_seed_endpoints_default_to_today(make_client: Any) -> None:
         "p4",
         "p3",
     ]
+
+
+def test_category_breakdown_totals_count_each_order_once(stack: object, settings: Settings) -> None:
+    """One order with lines in three categories: three rows of one order each, totals of one order
+    (equal to the window's timeseries totals), and an AOV divided by that one order."""
+    at = ts("2025-03-15T09:00Z")
+    day, bucket = at.date(), at
+    with scratch_database(settings, "test_category_totals") as url:
+        with psycopg.connect(url) as conn:
+            tables = sales_tables([Sale(at, 3000, units=3)])
+            for name in ("sales_15m", "sales_hourly", "sales_daily"):
+                insert(conn, name, tables[name])
+            line = [1, 1, 1000, 0, 0, 1000]  # orders, units, gross, discounts, returns, net
+            for category in ("books", "toys", "misc"):
+                insert(conn, "category_sales_15m", [(day, bucket, "USD", category, "US", "direct", "desktop", *line)])
+                insert(conn, "category_sales_daily", [(day, category, "USD", *line)])
+            insert(conn, "fx_rates", FX_RATES)
+        with api_client(url) as http:
+            window = {"from": "2025-03-15", "to": "2025-03-15"}
+            data = get(http, "/analytics/sales/breakdown", dimension="category", **window)["data"]
+            timeseries = get(http, "/analytics/sales/timeseries", **window)["data"]["totals"]
+    assert [(item["value"], item["orders"], item["net_sales"]) for item in data["items"]] == [
+        ("books", 1, 1000),
+        ("misc", 1, 1000),
+        ("toys", 1, 1000),
+    ]
+    assert data["totals"] == timeseries
+    assert (data["totals"]["orders"], data["totals"]["net_sales"], data["totals"]["aov"]) == (1, 3000, 3000)

@@ -187,6 +187,8 @@ def test_funnel_by_session_dimensions(rolled_up: str) -> None:
     assert metrics.cart_abandonment_rate(purchase_sessions=1, cart_sessions=2) == Decimal("0.5")
     assert metrics.conversion_rate(purchase_sessions=3, sessions=5) == Decimal("0.6")
     assert metrics.cart_abandonment_rate(purchase_sessions=0, cart_sessions=0) is None
+    # more purchase than cart sessions in a day (carts filled before midnight): negative, as docs/api.md says
+    assert metrics.cart_abandonment_rate(purchase_sessions=3, cart_sessions=2) == Decimal("-0.5")
 
 
 def test_users_daily(rolled_up: str) -> None:
@@ -274,5 +276,12 @@ def test_a_day_without_events_is_written_empty_with_its_ledger_row(scenario_lake
         empty_day,
     )
     assert ledger == [
-        (asset, 0, 4, None) for asset in sorted((*catalog.EVENT_ROLLUPS, catalog.INGEST_QUALITY))
-    ]  # every rollup records the table version it read (4), even with no row of its own
+        (asset, 1 if asset == "users" else 0, 4, None)
+        for asset in sorted((*catalog.EVENT_ROLLUPS, catalog.INGEST_QUALITY))
+    ]  # every rollup records the table version it read (4); users has a row: WAU/MAU of the trailing days
+    # DAU and counts 0, but WAU/MAU are defined without events of the day: the users of the trailing 7/30 days
+    assert fetch(
+        database,
+        "SELECT dau, wau, mau, sessions, page_views, product_views FROM analytics.users_daily WHERE event_date = %s",
+        empty_day,
+    ) == [(0, 5, 5, 0, 0, 0)]

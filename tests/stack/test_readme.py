@@ -1,4 +1,5 @@
-"""The README a new user starts from: the two commands first, every setting documented."""
+"""The README a new user starts from: the two commands first, short; every setting documented in
+docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from shoppulse.settings import PROJECT_ROOT, environment_variables
 
 README = (PROJECT_ROOT / "README.md").read_text()
+CONFIGURATION = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
 
 
 def test_readme_starts_with_the_two_commands() -> None:
@@ -17,13 +19,39 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert README.index("```sh") < README.index("## ")  # before any section
 
 
+def configuration_rows(text: str) -> dict[str, str]:
+    """Variable -> default column of the markdown configuration table in `text`."""
+    return dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]*) \|", text, re.M))
+
+
+def shown_default(default: str) -> str:
+    return f"`{default}`" if default else "—"
+
+
 def test_every_setting_is_in_the_configuration_table() -> None:
-    table = README[README.index("## Configuration") :]
+    """docs/configuration.md documents every setting with its real default; the README links it."""
+    rows = configuration_rows(CONFIGURATION)
     for variable, default, _ in environment_variables():
-        row = re.search(rf"^\| `{re.escape(variable)}` \| ([^|]*) \|", table, re.M)
-        assert row is not None, f"{variable} is not documented in the README"
-        shown = row.group(1).strip()
-        assert shown == (f"`{default}`" if default else "—"), f"{variable}: README says {shown}, code says {default!r}"
+        assert variable in rows, f"{variable} is not documented in docs/configuration.md"
+        shown = rows[variable].strip()
+        assert shown == shown_default(default), f"{variable}: docs say {shown}, code says {default!r}"
+    assert "docs/configuration.md" in README[README.index("## Configuration") :]
+
+
+def test_the_readmes_short_configuration_table_is_right() -> None:
+    rows = configuration_rows(README[README.index("## Configuration") :])
+    defaults = {variable: default for variable, default, _ in environment_variables()}
+    assert rows, "the README shows the settings a newcomer touches"
+    for variable, shown in rows.items():
+        assert variable in defaults, f"README documents {variable}, which is no setting"
+        assert shown.strip() == shown_default(defaults[variable]), variable
+
+
+def test_the_readme_stays_a_short_newcomers_page() -> None:
+    assert len(README.encode()) < 9_000
+    for heading in ("## What to do first", "## Configuration"):
+        assert heading in README
+    assert (PROJECT_ROOT / "docs" / "img" / "dashboard.png").is_file()
 
 
 def test_makefile_targets_the_readme_names_exist() -> None:
