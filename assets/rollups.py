@@ -52,7 +52,7 @@ DESCRIPTIONS = {
     catalog.USERS: "Active users per minute over sliding 1/5/15/30/60-minute windows; DAU, WAU, MAU, sessions "
     "and views per day. WAU/MAU read the 30 days ending with the partition.",
     catalog.FUNNEL: "Sessions with a product view, a cart, a checkout and a purchase, per country/channel/device "
-    "of the session's first event of the day.",
+    "of the session's first event of the day; per hour, sessions, events and payments (traffic_hourly).",
     catalog.CUSTOMERS: "Customers and orders per day, first-time vs returning (customer_order_number).",
 }
 
@@ -137,8 +137,8 @@ def event_rollups(
     backfill_policy=ROLLUP_BACKFILL_POLICY,
     group_name=ROLLUP_GROUP,
     kinds={"duckdb", "polars", "postgres"},
-    description="Quarantined messages by reason and beyond-horizon events by original day and type, per UTC "
-    "day the broker received them (partition = received date).",
+    description="Quarantined messages by reason (and per hour) and beyond-horizon events by original day and "
+    "type, per UTC day the broker received them (partition = received date).",
 )
 def ingest_quality(
     context: AssetExecutionContext, lake: LakeResource, warehouse: PostgresResource

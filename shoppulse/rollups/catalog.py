@@ -15,6 +15,7 @@ from shoppulse.metrics import (
     FUNNEL_STAGES,
     ITEM_MEASURES,
     SALES_MEASURES,
+    TRAFFIC_HOURLY_MEASURES,
     USER_DAILY_MEASURES,
 )
 
@@ -87,11 +88,13 @@ TABLES: dict[str, tuple[ServingTable, ...]] = {
             ("event_date", *FUNNEL_DIMENSIONS),
             FUNNEL_STAGES,
         ),
+        _table("traffic_hourly", ("event_date", "hour_start"), TRAFFIC_HOURLY_MEASURES),
     ),
     CUSTOMERS: (_table("customers_daily", ("event_date",), CUSTOMER_MEASURES),),
     INGEST_QUALITY: (
         _table("quarantine_daily", ("event_date", "reason"), ("events",)),
         _table("late_events_daily", ("event_date", "original_date", "event_type"), ("events",)),
+        _table("quarantine_hourly", ("event_date", "hour_start"), ("messages",)),
     ),
 }
 """Serving tables of each rollup asset."""

@@ -25,10 +25,16 @@ from shoppulse.lake.layout import PartitionSnapshot
 from shoppulse.metrics import MAU_DAYS
 from shoppulse.rollups import catalog
 from shoppulse.rollups.customers import customers_daily
-from shoppulse.rollups.funnel import funnel_daily
+from shoppulse.rollups.funnel import funnel_daily, traffic_hourly
 from shoppulse.rollups.fx import fx_rows, rates_in_force
 from shoppulse.rollups.products import products_tables
-from shoppulse.rollups.quality import late_events_daily, newest_received, quality_snapshots, quarantine_daily
+from shoppulse.rollups.quality import (
+    late_events_daily,
+    newest_received,
+    quality_snapshots,
+    quarantine_daily,
+    quarantine_hourly,
+)
 from shoppulse.rollups.sales import in_reporting_currency, sales_tables
 from shoppulse.rollups.source import DayEvents, LakeState, load_day, source_offsets
 from shoppulse.rollups.users import (
@@ -177,7 +183,7 @@ def event_rollup_writes(
                 "lake_version": max(s.version for s in snapshots),
             }
         elif asset == catalog.FUNNEL:
-            tables = {"funnel_daily": funnel_daily(events, day)}
+            tables = {"funnel_daily": funnel_daily(events, day), "traffic_hourly": traffic_hourly(events, day)}
         else:
             tables = {"customers_daily": customers_daily(sales, day, has_events=not events.is_empty())}
         return PartitionWrite(asset=asset, day=day, tables=tables, **{**common, **extra})  # type: ignore[arg-type]
@@ -203,7 +209,11 @@ def quality_write(lake_dir: Path, day: dt.date, run_id: str | None = None) -> Pa
     return PartitionWrite(
         asset=catalog.INGEST_QUALITY,
         day=day,
-        tables={"quarantine_daily": quarantine_daily(quarantine), "late_events_daily": late_events_daily(late)},
+        tables={
+            "quarantine_daily": quarantine_daily(quarantine),
+            "late_events_daily": late_events_daily(late),
+            "quarantine_hourly": quarantine_hourly(quarantine),
+        },
         lake_version=max(quarantine.version, late.version),
         source_offsets=source_offsets(state, [quarantine, late]),
         max_event_ts=newest_received(quarantine, late),
