@@ -34,7 +34,7 @@ ALERTS_CRON = "10 * * * *"
 
 @asset(
     name="alerts",
-    deps=[AssetKey(catalog.SALES), AssetKey(catalog.FUNNEL), AssetKey(catalog.INGEST_QUALITY)],
+    deps=[AssetKey(catalog.SALES), AssetKey(catalog.USERS), AssetKey(catalog.INGEST_QUALITY)],
     group_name="alerts",
     kinds={"python", "postgres"},
     description="Anomalies on complete hours (net sales, orders and sessions against the same hour-of-week of "

@@ -1,14 +1,14 @@
 """Run the detector against the serving tables: the plain-Python body of the Dagster `alerts` asset.
 
 An hour H is *complete* when SETTLE (5 min) has passed since it ended and the watermark of the
-sales and funnel rollups (the newest event both include) is at or past its end. Complete hours of the
+sales and users rollups (the newest event both include) is at or past its end. Complete hours of the
 last LOOKBACK_HOURS (48) not yet in `alert_evaluations` are evaluated once each, oldest first; the
 alerts of an hour and its evaluation row are written in one transaction, so a crash re-evaluates the
 hour and the stable alert ids keep each alert recorded once.
 
 Inputs (a partition absent from the ledger is *missing*, never zero):
 - net sales and orders: `sales_hourly_reporting` (reporting currency), ledger asset `sales`;
-- sessions, payments and accepted events: `traffic_hourly`, ledger asset `funnel`;
+- sessions, payments and accepted events: `traffic_hourly`, ledger asset `users`;
 - quarantined messages: `quarantine_hourly`, by the hour received (no row = none quarantined).
 """
 
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 HOUR = dt.timedelta(hours=1)
 WEEK = dt.timedelta(days=7)
-SALES_ASSET, TRAFFIC_ASSET = "sales", "funnel"
+SALES_ASSET, TRAFFIC_ASSET = "sales", "users"
 WATERMARK_ASSETS = (SALES_ASSET, TRAFFIC_ASSET)
 SETTLE = dt.timedelta(minutes=5)
 """An hour is evaluated at least this long after it ends (and once the rollups' watermark passed it)."""
@@ -155,7 +155,7 @@ def hour_inputs(conn: psycopg.Connection, hours: Sequence[dt.datetime], settings
 
 
 def rollup_watermark(conn: psycopg.Connection) -> dt.datetime | None:
-    """The newest event time both the sales and the funnel rollups include (None before either ran)."""
+    """The newest event time both the sales and the users rollups include (None before either ran)."""
     rows = conn.execute(
         "SELECT asset, max(max_event_ts) FROM analytics.materializations WHERE asset = ANY(%s) GROUP BY asset",
         (list(WATERMARK_ASSETS),),
@@ -172,13 +172,13 @@ def kafka_lag(conn: psycopg.Connection) -> int | None:
 
 
 def pending_hours(
-    conn: psycopg.Connection, now: dt.datetime, watermark: dt.datetime | None, settings: Settings
+    conn: psycopg.Connection, now: dt.datetime, watermark: dt.datetime | None, lookback_hours: int = LOOKBACK_HOURS
 ) -> list[dt.datetime]:
-    """Complete hours of the lookback window not evaluated yet, oldest first."""
+    """Complete hours of the last `lookback_hours` not evaluated yet, oldest first."""
     if watermark is None:
         return []
     newest = floor_hour(now) - HOUR
-    oldest = newest - (LOOKBACK_HOURS - 1) * HOUR
+    oldest = newest - (lookback_hours - 1) * HOUR
     done = evaluated_hours(conn, oldest)
     hours = []
     hour = oldest
@@ -200,13 +200,15 @@ def evaluate_hours(
     return new
 
 
-def run_detector(database_url: str, settings: Settings, now: dt.datetime | None = None) -> DetectorRun:
+def run_detector(
+    database_url: str, settings: Settings, now: dt.datetime | None = None, lookback_hours: int = LOOKBACK_HOURS
+) -> DetectorRun:
     """Evaluate pending complete hours, check for a stalled pipeline, then send new alerts to the webhook."""
     now = now or dt.datetime.now(dt.UTC)
     run = DetectorRun()
     with psycopg.connect(database_url, autocommit=True) as conn:
         run.watermark = rollup_watermark(conn)
-        hours = pending_hours(conn, now, run.watermark, settings)
+        hours = pending_hours(conn, now, run.watermark, lookback_hours)
         run.hours_evaluated = hours
         run.new_alerts = evaluate_hours(conn, hours, settings, now)
         stalled = stalled_alert(run.watermark, now, kafka_lag(conn), settings)

@@ -19,7 +19,7 @@ import httpx
 import psycopg
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from shoppulse.alerts.store import PUBLIC_COLUMNS, SELECT_PUBLIC, public_alert
+from shoppulse.alerts.store import PUBLIC_COLUMNS, public_alert
 
 USER_AGENT = "shoppulse-alerts/1"
 TIMEOUT_SECONDS = 5.0
@@ -62,7 +62,7 @@ def deliver_pending(conn: psycopg.Connection, url: str, now: dt.datetime) -> Del
         for (alert_id,) in candidates:
             with conn.transaction():
                 row = conn.execute(
-                    f"{SELECT_PUBLIC}, webhook_attempts FROM analytics.alerts"
+                    f"SELECT {', '.join(PUBLIC_COLUMNS)}, webhook_attempts FROM analytics.alerts"
                     " WHERE id = %s AND webhook_sent_at IS NULL FOR UPDATE SKIP LOCKED",
                     (alert_id,),
                 ).fetchone()

@@ -81,6 +81,7 @@ TABLES: dict[str, tuple[ServingTable, ...]] = {
             ACTIVE_USER_COLUMNS,
         ),
         _table("users_daily", ("event_date",), USER_DAILY_MEASURES),
+        _table("traffic_hourly", ("event_date", "hour_start"), TRAFFIC_HOURLY_MEASURES),
     ),
     FUNNEL: (
         _table(
@@ -88,7 +89,6 @@ TABLES: dict[str, tuple[ServingTable, ...]] = {
             ("event_date", *FUNNEL_DIMENSIONS),
             FUNNEL_STAGES,
         ),
-        _table("traffic_hourly", ("event_date", "hour_start"), TRAFFIC_HOURLY_MEASURES),
     ),
     CUSTOMERS: (_table("customers_daily", ("event_date",), CUSTOMER_MEASURES),),
     INGEST_QUALITY: (

@@ -1,5 +1,4 @@
-"""Funnel rollup: per day and country/channel/device, sessions reaching each step; and per hour the
-sessions, events and payments the anomaly detector watches (`traffic_hourly`)."""
+"""Funnel rollup: per day and country/channel/device, sessions reaching each step."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ import datetime as dt
 
 import polars as pl
 
-from shoppulse.metrics import FUNNEL_DIMENSIONS, FUNNEL_STEPS, TRAFFIC_HOURLY_COUNTS, TRAFFIC_HOURLY_MEASURES
+from shoppulse.metrics import FUNNEL_DIMENSIONS, FUNNEL_STEPS
 
 
 def sessions_of_day(events: pl.DataFrame) -> pl.LazyFrame:
@@ -38,16 +37,5 @@ def funnel_daily(events: pl.DataFrame, day: dt.date) -> pl.DataFrame:
         .group_by(*FUNNEL_DIMENSIONS)
         .agg(pl.len().alias("sessions"), *[pl.col(step).sum() for step in FUNNEL_STEPS])
         .with_columns(pl.exclude(*FUNNEL_DIMENSIONS).cast(pl.Int64), event_date=pl.lit(day))
-        .collect()
-    )
-
-
-def traffic_hourly(events: pl.DataFrame, day: dt.date) -> pl.DataFrame:
-    """Rows of `traffic_hourly` for `day`: one per UTC hour with events (TRAFFIC_HOURLY_COUNTS)."""
-    return (
-        events.lazy()
-        .group_by(pl.col("event_ts").dt.truncate("1h").alias("hour_start"))
-        .agg(**TRAFFIC_HOURLY_COUNTS)
-        .with_columns(pl.col(TRAFFIC_HOURLY_MEASURES).cast(pl.Int64), event_date=pl.lit(day))
         .collect()
     )

@@ -25,7 +25,7 @@ from shoppulse.lake.layout import PartitionSnapshot
 from shoppulse.metrics import MAU_DAYS
 from shoppulse.rollups import catalog
 from shoppulse.rollups.customers import customers_daily
-from shoppulse.rollups.funnel import funnel_daily, traffic_hourly
+from shoppulse.rollups.funnel import funnel_daily
 from shoppulse.rollups.fx import fx_rows, rates_in_force
 from shoppulse.rollups.products import products_tables
 from shoppulse.rollups.quality import (
@@ -37,6 +37,7 @@ from shoppulse.rollups.quality import (
 )
 from shoppulse.rollups.sales import in_reporting_currency, sales_tables
 from shoppulse.rollups.source import DayEvents, LakeState, load_day, source_offsets
+from shoppulse.rollups.traffic import traffic_hourly
 from shoppulse.rollups.users import (
     DAY,
     LOOKBACK_MINUTES,
@@ -176,6 +177,7 @@ def event_rollup_writes(
             tables = {
                 "active_users_minute": active_users_minute(events, inputs.tail, day, inputs.users),
                 "users_daily": users_daily(events, day, inputs.window),
+                "traffic_hourly": traffic_hourly(events, day),
             }
             snapshots = list(inputs.window_snapshots.values())
             extra = {
@@ -183,7 +185,7 @@ def event_rollup_writes(
                 "lake_version": max(s.version for s in snapshots),
             }
         elif asset == catalog.FUNNEL:
-            tables = {"funnel_daily": funnel_daily(events, day), "traffic_hourly": traffic_hourly(events, day)}
+            tables = {"funnel_daily": funnel_daily(events, day)}
         else:
             tables = {"customers_daily": customers_daily(sales, day, has_events=not events.is_empty())}
         return PartitionWrite(asset=asset, day=day, tables=tables, **{**common, **extra})  # type: ignore[arg-type]

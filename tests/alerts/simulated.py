@@ -33,6 +33,7 @@ class HourlySeries:
     """Per hour (epoch ms of its start): the detector's inputs."""
 
     sessions: dict[int, int] = field(default_factory=dict)
+    events: dict[int, int] = field(default_factory=dict)
     orders: dict[int, int] = field(default_factory=dict)
     net_sales: dict[int, float] = field(default_factory=dict)
     payment_attempts: dict[int, int] = field(default_factory=dict)
@@ -69,6 +70,7 @@ def window_series(events: WindowEvents, rates: dict[str, float]) -> dict[str, di
     backend = [frames[t].select("ts", (pl.col("session") + BACKEND_OFFSET).alias("session")) for t in backend_types]
     pairs = pl.concat([*shopper, *backend]).select(hour=pl.col("ts") // HOUR_MS * HOUR_MS, session="session")
     sessions = pairs.unique().group_by("hour").len()
+    events_per_hour = pairs.group_by("hour").len()
     placed, payments = frames[EventType.ORDER_PLACED], frames[EventType.PAYMENT]
     cancelled, refunds = frames[EventType.ORDER_CANCELLED], frames[EventType.REFUND]
     refund_merch = pl.col("amount") - pl.col("shipping") - pl.col("tax")
@@ -83,6 +85,7 @@ def window_series(events: WindowEvents, rates: dict[str, float]) -> dict[str, di
     failed = payments.filter(pl.col("status") == PAYMENT_STATUSES.index("failed"))
     return {
         "sessions": dict(zip(sessions["hour"].to_list(), sessions["len"].to_list(), strict=True)),
+        "events": dict(zip(events_per_hour["hour"].to_list(), events_per_hour["len"].to_list(), strict=True)),
         "orders": _per_hour(placed["ts"]),
         "net_sales": net,
         "payment_attempts": _per_hour(payments["ts"]),

@@ -1,6 +1,6 @@
 """Hourly inputs of the anomaly detector, and the alerts it records.
 
-- `traffic_hourly` (funnel rollup): per UTC hour of event time, sessions with any event in the hour,
+- `traffic_hourly` (users rollup): per UTC hour of event time, sessions with any event in the hour,
   accepted events, payment attempts and failed payments. Replaced per `event_date` like every rollup.
 - `quarantine_hourly` (ingest_quality rollup): messages quarantined per UTC hour the broker received
   them (`event_date` is the received date, as in `quarantine_daily`).
