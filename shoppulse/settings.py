@@ -93,19 +93,22 @@ class Settings(BaseSettings):
     alert_min_baseline_weeks: int = Field(
         default=4, ge=1, le=52, description="Fewer materialized baseline weeks than this: the hour is not scored."
     )
-    alert_z_threshold: float = Field(default=3.5, gt=0, description="Alert when |robust z| exceeds this.")
-    alert_critical_z: float = Field(default=7.0, gt=0, description="|score| at or above this is critical.")
+    alert_z_threshold: float = Field(default=3.5, gt=0, description="Alert when the absolute robust z exceeds this.")
+    alert_critical_z: float = Field(default=7.0, gt=0, description="An absolute score at or above this is critical.")
     alert_p_value: float = Field(
-        default=1e-4, gt=0, lt=1, description="Count (Poisson) and share (binomial) tests alert below this p-value."
+        default=1e-4,
+        gt=0,
+        lt=1,
+        description="Count (Poisson / negative binomial) and share (binomial) tests alert below this p-value.",
     )
     alert_count_test_below: float = Field(
         default=30.0,
         ge=0,
         description="Counts whose baseline median is below this (or whose MAD is 0) use the "
-        "Poisson test; net sales are then not scored.",
+        "count test; net sales are then not scored.",
     )
     alert_min_relative_change: float = Field(
-        default=0.25, ge=0, description="Level alerts need |observed − baseline| ≥ this share of the baseline."
+        default=0.25, ge=0, description="Level alerts need a change of at least this share of the baseline."
     )
     alert_min_change_orders: float = Field(default=5, ge=0, description="Smallest change of hourly orders alerted.")
     alert_min_change_sessions: float = Field(
@@ -145,7 +148,7 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="Pipeline stalled: the ledger watermark is older than this."
     )
     alert_webhook_url: str | None = Field(
-        default=None, description="POST each new alert here as JSON (SHOPPULSE_ALERT_WEBHOOK_URL); unset = off."
+        default=None, description="POST each new alert here as JSON (at least once, see docs/alerts.md); unset = off."
     )
 
     @property
