@@ -467,9 +467,20 @@ class AlertItem(Model):
         "negative for drops); null for `pipeline_stalled`.",
         examples=[-9.3],
     )
-    severity: Literal["warning", "critical"] = Field(description="`critical` when |score| ≥ the critical z.")
-    message: str = Field(description="One sentence for people.")
-    detected_at: dt.datetime = Field(description="When the detector recorded it (UTC).")
+    severity: Literal["warning", "critical"] = Field(
+        description="`critical` when |score| ≥ the critical z (or, for a stall, when it lasts 4× the threshold).",
+        examples=["critical"],
+    )
+    message: str = Field(
+        description="One sentence for people.",
+        examples=[
+            "Orders drop at 2025-03-09 14:00 UTC: 3 against a usual 41 (-93%) for this hour of the week "
+            "over the last 6 weeks."
+        ],
+    )
+    detected_at: dt.datetime = Field(
+        description="When the detector recorded it (UTC).", examples=["2025-03-09T15:10:02Z"]
+    )
 
 
 class Alerts(Model):

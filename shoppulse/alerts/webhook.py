@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 
-import httpx
 import psycopg
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -36,56 +38,69 @@ class DeliveryReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _post(client: httpx.Client, url: str, body: bytes, tries: int, attempts: list[int]) -> None:
-    """POST with retries on transport errors and non-2xx answers; `attempts` counts the POSTs made."""
+def _post(url: str, body: bytes, tries: int, attempts: list[int]) -> None:
+    """POST with retries on transport errors and non-2xx answers (urllib raises HTTPError for those);
+    `attempts` counts the POSTs made. Redirects are not followed for a POST: a 3xx is a failure."""
     for attempt in Retrying(
         stop=stop_after_attempt(tries),
         wait=wait_exponential(multiplier=0.2, max=5),
-        retry=retry_if_exception_type(httpx.HTTPError),
+        retry=retry_if_exception_type(OSError),  # URLError, HTTPError, timeouts, refused connections
         reraise=True,
     ):
         with attempt:
             attempts[0] += 1
-            response = client.post(url, content=body, headers={"Content-Type": "application/json"})
-            response.raise_for_status()
+            headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+            request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310 (http(s) checked)
+            with _OPENER.open(request, timeout=TIMEOUT_SECONDS) as response:
+                if not 200 <= response.status < 300:
+                    raise urllib.error.HTTPError(url, response.status, response.reason, response.headers, None)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def deliver_pending(conn: psycopg.Connection, url: str, now: dt.datetime) -> DeliveryReport:
     """Send every undelivered alert that is still young enough and not given up, oldest first."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"SHOPPULSE_ALERT_WEBHOOK_URL must be an http:// or https:// URL, got {url!r}")
     report = DeliveryReport()
     candidates = conn.execute(
         "SELECT id FROM analytics.alerts WHERE webhook_sent_at IS NULL AND webhook_attempts < %s"
         " AND detected_at >= %s ORDER BY detected_at, id",
         (GIVE_UP_AFTER, now - MAX_AGE),
     ).fetchall()
-    with httpx.Client(timeout=TIMEOUT_SECONDS, headers={"User-Agent": USER_AGENT}) as client:
-        for (alert_id,) in candidates:
-            with conn.transaction():
-                row = conn.execute(
-                    f"SELECT {', '.join(PUBLIC_COLUMNS)}, webhook_attempts FROM analytics.alerts"
-                    " WHERE id = %s AND webhook_sent_at IS NULL FOR UPDATE SKIP LOCKED",
-                    (alert_id,),
-                ).fetchone()
-                if row is None:
-                    continue  # delivered or being delivered by another run
-                body = json.dumps(public_alert(row[: len(PUBLIC_COLUMNS)])).encode()
-                tries = min(TRIES_PER_RUN, GIVE_UP_AFTER - row[-1])
-                attempts = [0]
-                try:
-                    _post(client, url, body, tries, attempts)
-                except httpx.HTTPError as exc:
-                    error = f"{type(exc).__name__}: {exc}"[:500]
-                    conn.execute(
-                        "UPDATE analytics.alerts SET webhook_attempts = webhook_attempts + %s,"
-                        " webhook_last_error = %s WHERE id = %s",
-                        (attempts[0], error, alert_id),
-                    )
-                    report.failed[alert_id] = error
-                else:
-                    conn.execute(
-                        "UPDATE analytics.alerts SET webhook_attempts = webhook_attempts + %s, webhook_sent_at = %s,"
-                        " webhook_last_error = NULL WHERE id = %s",
-                        (attempts[0], dt.datetime.now(dt.UTC), alert_id),
-                    )
-                    report.sent.append(alert_id)
+    for (alert_id,) in candidates:
+        with conn.transaction():
+            row = conn.execute(
+                f"SELECT {', '.join(PUBLIC_COLUMNS)}, webhook_attempts FROM analytics.alerts"
+                " WHERE id = %s AND webhook_sent_at IS NULL FOR UPDATE SKIP LOCKED",
+                (alert_id,),
+            ).fetchone()
+            if row is None:
+                continue  # delivered or being delivered by another run
+            body = json.dumps(public_alert(row[: len(PUBLIC_COLUMNS)])).encode()
+            tries = min(TRIES_PER_RUN, GIVE_UP_AFTER - row[-1])
+            attempts = [0]
+            try:
+                _post(url, body, tries, attempts)
+            except OSError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                conn.execute(
+                    "UPDATE analytics.alerts SET webhook_attempts = webhook_attempts + %s,"
+                    " webhook_last_error = %s WHERE id = %s",
+                    (attempts[0], error, alert_id),
+                )
+                report.failed[alert_id] = error
+            else:
+                conn.execute(
+                    "UPDATE analytics.alerts SET webhook_attempts = webhook_attempts + %s, webhook_sent_at = %s,"
+                    " webhook_last_error = NULL WHERE id = %s",
+                    (attempts[0], dt.datetime.now(dt.UTC), alert_id),
+                )
+                report.sent.append(alert_id)
     return report

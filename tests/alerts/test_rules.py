@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from shoppulse.alerts import webhook
 from shoppulse.alerts.detector import (
     HourInputs,
     alert_id,
@@ -126,3 +127,8 @@ def test_stalled_pipeline_is_one_alert_per_stale_watermark(settings: Settings) -
     assert first.severity == "warning" and later.severity == "critical"
     assert "1,200" in first.message
     assert stalled_alert(None, watermark, None, settings) is None
+
+
+def test_webhook_url_must_be_http() -> None:
+    with pytest.raises(ValueError, match="http"):
+        webhook.deliver_pending(None, "file:///etc/passwd", dt.datetime.now(dt.UTC))  # type: ignore[arg-type]
