@@ -12,9 +12,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from dagster import materialize
+from dagster import AssetKey, materialize
 
 from assets.alerts import alerts as alerts_asset
+from pipelines.definitions import defs
 from resources import PostgresResource
 from shoppulse.alerts import webhook
 from shoppulse.alerts.detector import Alert
@@ -160,6 +161,9 @@ def test_detector_finds_the_incidents_in_postgres_once_and_the_api_lists_them(
 
 
 def test_the_dagster_asset_runs_the_detector(stack: services.UpReport, settings: Settings) -> None:
+    schedule = defs.resolve_schedule_def("alerts_hourly")
+    assert schedule.cron_schedule == "10 * * * *" and schedule.job_name == "alerts_job"
+    assert AssetKey("alerts") in defs.resolve_asset_graph().get_all_asset_keys()
     with scratch_database(settings, "test_alerts_asset") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
