@@ -18,7 +18,7 @@ from starlette.responses import Response
 from api import params, schemas
 from api.answer import answer, serving
 from api.edge import HEALTH_BODY
-from shoppulse.serving import audience, health, sales
+from shoppulse.serving import alerts, audience, health, sales
 from shoppulse.serving.audience import MAX_ACTIVE_MINUTES
 from shoppulse.serving.results import QueryContext
 from shoppulse.serving.sales import SalesFilters
@@ -357,6 +357,26 @@ def analytics_router(auth: bool, dependencies: list[Any]) -> APIRouter:
             lambda ctx: audience.returning_customers(ctx, resolved.window),
             now=now,
             expires=resolved.expires,
+        )
+
+    @router.get(
+        "/alerts",
+        response_model=schemas.AlertsResponse,
+        tags=["alerts"],
+        summary="Anomalies on complete hours (default: the last 7 UTC days)",
+        description="Alerts whose hour starts within the UTC days of the window, newest first: net sales, orders "
+        "and sessions against the same hour-of-week of previous weeks, payment-failure and quarantine shares, a "
+        "stalled pipeline (docs/alerts.md). Never cached (Cache-Control: no-cache).",
+    )
+    async def list_alerts(request: Request, from_: params.FromUtc = None, to: params.ToUtc = None) -> Response:
+        now = serving(request).now()
+        resolved = resolve_window(now, from_, to, "UTC", max_days=MAX_RANGE_DAYS, default_days=7)
+        return await answer(
+            request,
+            schemas.AlertsResponse,
+            lambda ctx: alerts.list_alerts(ctx, resolved.window),
+            now=now,
+            cacheable=False,
         )
 
     return router

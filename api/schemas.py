@@ -471,3 +471,65 @@ class ReturningCustomersResponse(Model):
 class FreshnessResponse(Model):
     data: FreshnessReport = Field(description=DATA_DESCRIPTION)
     meta: Meta = Field(description=META_DESCRIPTION)
+
+
+# ---------------------------------------------------------------------------------------------- alerts
+
+
+AlertRule = Literal["net_sales", "orders", "sessions", "payment_failure_share", "quarantine_share", "pipeline_stalled"]
+
+
+class AlertItem(Model):
+    """One anomaly of one complete UTC hour (docs/alerts.md)."""
+
+    id: str = Field(
+        description="Stable per (rule, hour, direction): `rule:YYYY-MM-DDTHHZ:direction`.",
+        examples=["orders:2025-03-09T14Z:drop"],
+    )
+    rule: Literal[
+        "net_sales", "orders", "sessions", "payment_failure_share", "quarantine_share", "pipeline_stalled"
+    ] = Field(description="What was checked.", examples=["orders"])
+    direction: Literal["drop", "spike"] = Field(description="Below or above the baseline.", examples=["drop"])
+    hour_start: dt.datetime = Field(
+        description="Start of the UTC hour the alert is about (for `pipeline_stalled`: the hour of the stale "
+        "watermark).",
+        examples=["2025-03-09T14:00:00Z"],
+    )
+    observed: float = Field(
+        description="The hour's value: net sales in minor units of the reporting currency, a count, a share "
+        "(0–1), or the watermark's age in seconds.",
+        examples=[3],
+    )
+    baseline: float = Field(
+        description="What was expected: the median of the same hour-of-week of previous weeks, the pooled share "
+        "of the previous hours, or the stall threshold in seconds.",
+        examples=[41],
+    )
+    score: float | None = Field(
+        description="Robust z-score, or the z-score equivalent of the count or share test's p-value (signed: "
+        "negative for drops); null for `pipeline_stalled`.",
+        examples=[-9.3],
+    )
+    severity: Literal["warning", "critical"] = Field(
+        description="`critical` when |score| ≥ the critical z (or, for a stall, when it lasts 4× the threshold).",
+        examples=["critical"],
+    )
+    message: str = Field(
+        description="One sentence for people.",
+        examples=[
+            "Orders drop at 2025-03-09 14:00 UTC: 3 against a usual 41 (-93%) for this hour of the week "
+            "over the last 6 weeks."
+        ],
+    )
+    detected_at: dt.datetime = Field(
+        description="When the detector recorded it (UTC).", examples=["2025-03-09T15:10:02Z"]
+    )
+
+
+class Alerts(Model):
+    alerts: list[AlertItem] = Field(description="Alerts of the window, newest hour first.")
+
+
+class AlertsResponse(Model):
+    data: Alerts = Field(description=DATA_DESCRIPTION)
+    meta: Meta = Field(description=META_DESCRIPTION)

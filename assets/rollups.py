@@ -51,7 +51,8 @@ DESCRIPTIONS = {
     catalog.PRODUCTS: "Per product (hourly, daily) and per category (15 min with country/channel/device, daily): "
     "orders, units, gross sales, discounts, returns, net sales per native currency.",
     catalog.USERS: "Active users per minute over sliding 1/5/15/30/60-minute windows; DAU, WAU, MAU, sessions "
-    "and views per day. WAU/MAU read the 30 days ending with the partition.",
+    "and views per day; per hour, sessions, events and payments (traffic_hourly). WAU/MAU read the 30 days ending "
+    "with the partition.",
     catalog.FUNNEL: "Sessions with a product view, a cart, a checkout and a purchase, per country/channel/device "
     "of the session's first event of the day.",
     catalog.CUSTOMERS: "Customers and orders per day, first-time vs returning (customer_order_number).",
@@ -142,8 +143,8 @@ def event_rollups(
     backfill_policy=ROLLUP_BACKFILL_POLICY,
     group_name=ROLLUP_GROUP,
     kinds={"duckdb", "polars", "postgres"},
-    description="Quarantined messages by reason and beyond-horizon events by original day and type, per UTC "
-    "day the broker received them (partition = received date).",
+    description="Quarantined messages by reason (and per hour) and beyond-horizon events by original day and "
+    "type, per UTC day the broker received them (partition = received date).",
 )
 def ingest_quality(
     context: AssetExecutionContext, lake: LakeResource, warehouse: PostgresResource

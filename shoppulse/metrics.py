@@ -172,6 +172,24 @@ CUSTOMER_MEASURES = (
 )
 """Columns of `customers_daily`, in table order."""
 
+# -- Traffic and payments per hour (anomaly detector inputs), docs/metrics.md#alert-inputs ----------
+
+PAYMENT = EventType.PAYMENT.value
+_payment = _type == PAYMENT
+
+TRAFFIC_HOURLY_COUNTS: dict[str, pl.Expr] = {
+    "sessions": pl.col("session_id").n_unique(),
+    "events": pl.len(),
+    "payment_attempts": _payment.sum(),
+    "payment_failures": (_payment & (pl.col("payment_status") == "failed")).sum(),
+}
+"""Per UTC hour of event time, over the hour's deduplicated events: sessions with any event in the hour
+(a session spanning an hour boundary counts in both hours, backend `b_` sessions included), accepted
+events, payment events and those with payment_status `failed`."""
+
+TRAFFIC_HOURLY_MEASURES = tuple(TRAFFIC_HOURLY_COUNTS)
+"""Columns of `traffic_hourly`, in table order."""
+
 # -- Ratios (from summed numerators and denominators) -----------------------------------------------
 
 
@@ -196,6 +214,20 @@ def cart_abandonment_rate(purchase_sessions: int, cart_sessions: int) -> Decimal
 
 def returning_customer_rate(returning_customers: int, customers: int) -> Decimal | None:
     return _ratio(returning_customers, customers)
+
+
+def payment_failure_share(payment_failures: int, payment_attempts: int) -> Decimal | None:
+    """payment_failures / payment_attempts; None without payment attempts."""
+    return _ratio(payment_failures, payment_attempts)
+
+
+def quarantine_share(quarantined: int, accepted_events: int) -> Decimal | None:
+    """quarantined / (quarantined + accepted_events): the share of an hour's messages the drain rejected.
+
+    Quarantined messages count by the hour the broker received them, accepted events by their event
+    time (they agree but for late events); None for an hour without messages.
+    """
+    return _ratio(quarantined, quarantined + accepted_events)
 
 
 # -- Currency conversion, docs/metrics.md#conventions ------------------------------------------------

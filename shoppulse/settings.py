@@ -178,6 +178,71 @@ class Settings(BaseSettings):
     )
     redis_port: int = Field(default=24979, description="Local redis-server port (run_launcher=celery).")
 
+    # Alerts: the anomaly detector on complete hours (docs/alerts.md).
+    alert_baseline_weeks: int = Field(
+        default=8, ge=1, le=52, description="Same hour-of-week of up to this many previous weeks form the baseline."
+    )
+    alert_min_baseline_weeks: int = Field(
+        default=4, ge=1, le=52, description="Fewer materialized baseline weeks than this: the hour is not scored."
+    )
+    alert_z_threshold: float = Field(default=3.5, gt=0, description="Alert when the absolute robust z exceeds this.")
+    alert_critical_z: float = Field(default=7.0, gt=0, description="An absolute score at or above this is critical.")
+    alert_p_value: float = Field(
+        default=1e-4,
+        gt=0,
+        lt=1,
+        description="Count (Poisson / negative binomial) and share (binomial) tests alert below this p-value.",
+    )
+    alert_count_test_below: float = Field(
+        default=30.0,
+        ge=0,
+        description="Counts whose baseline median is below this (or whose MAD is 0) use the "
+        "count test; net sales are then not scored.",
+    )
+    alert_min_relative_change: float = Field(
+        default=0.25, ge=0, description="Level alerts need a change of at least this share of the baseline."
+    )
+    alert_min_change_orders: float = Field(default=5, ge=0, description="Smallest change of hourly orders alerted.")
+    alert_min_change_sessions: float = Field(
+        default=30, ge=0, description="Smallest change of hourly sessions alerted."
+    )
+    alert_min_change_net_sales: float = Field(
+        default=20000,
+        ge=0,
+        description="Smallest change of hourly net sales alerted (minor units, reporting currency).",
+    )
+    alert_count_dispersion: float = Field(
+        default=1.5, ge=1, description="Variance / mean assumed at least for hourly counts (1 = Poisson)."
+    )
+    alert_order_value_cv: float = Field(
+        default=2.0,
+        ge=0,
+        description="Coefficient of variation of order values assumed for the noise floor of hourly net sales.",
+    )
+    alert_share_baseline_hours: int = Field(
+        default=168,
+        ge=1,
+        description="Payment-failure and quarantine shares are compared with these previous hours pooled.",
+    )
+    alert_payment_min_attempts: int = Field(
+        default=20, ge=1, description="Hours with fewer payment attempts are not scored."
+    )
+    alert_payment_min_change: float = Field(
+        default=0.05, ge=0, description="Smallest rise of the payment-failure share alerted (0.05 = 5 points)."
+    )
+    alert_quarantine_min_messages: int = Field(
+        default=20, ge=1, description="Hours with fewer quarantined messages are not scored."
+    )
+    alert_quarantine_min_change: float = Field(
+        default=0.02, ge=0, description="Smallest rise of the quarantine share alerted (0.02 = 2 points)."
+    )
+    alert_stall_minutes: float = Field(
+        default=15.0, gt=0, description="Pipeline stalled: the ledger watermark is older than this."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="POST each new alert here as JSON (at least once, see docs/alerts.md); unset = off."
+    )
+
     @property
     def external_kafka(self) -> bool:
         return self.kafka_bootstrap_servers is not None

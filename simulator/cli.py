@@ -19,7 +19,8 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import click
 from shoppulse.contract.events import CONTRACT_VERSION
 from shoppulse.settings import get_settings
 from simulator.encode import MIN_WIRE_TS_MS
-from simulator.faults import MALFORMED_KINDS, FaultConfig
+from simulator.faults import MALFORMED_KINDS, FaultConfig, Incident
 from simulator.ground_truth import GroundTruth
 from simulator.model import DAY_MS, HOUR_MS
 from simulator.producer import KafkaSink, MemorySink, Sink
@@ -130,6 +131,22 @@ def _fault_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="Share of sessions sending schema_version 2 events (with experiment_variant).",
         ),
         click.option(
+            "--outage",
+            "outages",
+            multiple=True,
+            metavar="START/DURATION[/FACTOR]",
+            help="Inject an outage: no sessions start (or FACTOR of them, below 1) from START (ISO, UTC unless "
+            "it says otherwise) for DURATION, e.g. 2026-11-20T14:00/2h. Repeatable; recorded in the ground truth.",
+        ),
+        click.option(
+            "--spike",
+            "spikes",
+            multiple=True,
+            metavar="START/DURATION[/FACTOR]",
+            help="Inject a traffic spike: FACTOR (default 3) times the sessions from START for DURATION, "
+            "e.g. 2026-11-21T18:00/1h/4. Repeatable; recorded in the ground truth.",
+        ),
+        click.option(
             "--max-event-bytes",
             type=click.IntRange(min=1024),
             default=settings.max_event_bytes,
@@ -208,6 +225,36 @@ def _faults(opts: dict[str, Any]) -> FaultConfig:
         raise click.UsageError(str(exc)) from exc
 
 
+DEFAULT_INCIDENT_FACTOR = {"outage": 0.0, "spike": 3.0}
+
+
+def parse_incident(kind: str, text: str) -> Incident:
+    """`START/DURATION[/FACTOR]` (START an ISO datetime, UTC unless it says otherwise) as an Incident."""
+    parts = text.split("/")
+    if len(parts) not in (2, 3):
+        raise click.BadParameter(f"--{kind} wants START/DURATION[/FACTOR], got {text!r}")
+    try:
+        start = dt.datetime.fromisoformat(parts[0])
+    except ValueError as exc:
+        raise click.BadParameter(f"--{kind}: not an ISO datetime: {parts[0]!r}") from exc
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=dt.UTC)
+    start_ms = int(start.timestamp() * 1000)
+    try:
+        factor = float(parts[2]) if len(parts) == 3 else DEFAULT_INCIDENT_FACTOR[kind]
+        return Incident(kind, start_ms, start_ms + parse_duration_ms(parts[1]), factor)
+    except ValueError as exc:
+        raise click.BadParameter(f"--{kind} {text!r}: {exc}") from exc
+
+
+def _incidents(opts: dict[str, Any]) -> tuple[Incident, ...]:
+    given: Sequence[tuple[str, str]] = [
+        *(("outage", text) for text in opts.get("outages", ())),
+        *(("spike", text) for text in opts.get("spikes", ())),
+    ]
+    return tuple(sorted((parse_incident(kind, text) for kind, text in given), key=lambda i: i.start_ms))
+
+
 def _sink(opts: dict[str, Any], fast: bool) -> Sink:
     if opts["dry_run"]:
         return MemorySink(keep=False)
@@ -226,7 +273,7 @@ def _run(
 ) -> None:
     seed = opts["seed"] if opts["seed"] is not None else secrets.randbelow(2**31)
     faults = _faults(opts)
-    plan = plan_for(seed)
+    plan = replace(plan_for(seed), incidents=_incidents(opts))
     if plan.start_ms - faults.beyond_delay_ms < MIN_WIRE_TS_MS:
         raise click.UsageError("the traffic would start before 2001-09-09 (event_ts is written with 13 digits)")
     sink = _sink(opts, fast=mode != "live")

@@ -13,6 +13,12 @@
 
 Rates are per generated event. Decisions use their own random stream, so turning a fault on or off
 never changes the shop's traffic itself (same users, sessions, orders).
+
+**Incidents** are different: they change the traffic itself, for a stretch of time, so the alert
+detector has something to find. An *outage* stops (factor 0) or thins (0 < factor < 1) the sessions
+starting in it; a *spike* multiplies them (factor > 1). They act on the calendar's session arrival
+rate, minute by minute; sessions already under way carry on. The ground truth's `run.incidents` says
+when each one was.
 """
 
 from __future__ import annotations
@@ -48,6 +54,45 @@ BEYOND_MARGIN_MS = 24 * HOUR_MS
 """Beyond-horizon late events are this much older than the horizon: never borderline."""
 RESEND_DELAY_MS = (1_000, 30_000)
 EVENT_ID_SPAN = slice(13, 49)  # every payload starts with {"event_id":"<36 chars>"
+
+
+INCIDENT_KINDS = ("outage", "spike")
+MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Session arrivals × `factor` for the minutes starting in [start_ms, end_ms) (whole minutes)."""
+
+    kind: str
+    start_ms: int
+    end_ms: int
+    factor: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in INCIDENT_KINDS:
+            raise ValueError(f"incident kind must be one of {', '.join(INCIDENT_KINDS)}, got {self.kind!r}")
+        if self.end_ms <= self.start_ms:
+            raise ValueError("an incident must end after it starts")
+        if self.kind == "outage" and not 0.0 <= self.factor < 1.0:
+            raise ValueError(f"an outage's factor must be within [0, 1), got {self.factor}")
+        if self.kind == "spike" and not self.factor > 1.0:
+            raise ValueError(f"a spike's factor must be above 1, got {self.factor}")
+
+    def factors(self, minutes: np.ndarray) -> np.ndarray:
+        """This incident's factor for each epoch minute (1 outside it)."""
+        inside = (minutes * MINUTE_MS >= self.start_ms) & (minutes * MINUTE_MS < self.end_ms)
+        return np.where(inside, self.factor, 1.0)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "start": _iso(self.start_ms),
+            "end": _iso(self.end_ms),
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "factor": self.factor,
+        }
 
 
 @dataclass(frozen=True)

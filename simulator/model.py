@@ -11,7 +11,9 @@ The result is columnar (one frame per event type); :mod:`simulator.encode` turns
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -19,6 +21,9 @@ import polars as pl
 from shoppulse.contract.events import EventType
 from simulator.catalog import CURRENCIES, FREE_SHIPPING_FROM, MARKETS, SHIPPING_FEE, Catalog
 from simulator.ids import splitmix64
+
+if TYPE_CHECKING:
+    from simulator.faults import Incident
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -163,12 +168,16 @@ def _rank_within(groups: np.ndarray) -> np.ndarray:
 
 
 class Calendar:
-    """Traffic multiplier and promotions per minute: daily and weekly cycles, promo days, flash sales."""
+    """Traffic multiplier and promotions per minute: daily and weekly cycles, promo days, flash sales,
+    and injected incidents (outages, spikes)."""
 
-    def __init__(self, seed: int, behaviour: Behaviour, seasonal: bool = True) -> None:
+    def __init__(
+        self, seed: int, behaviour: Behaviour, seasonal: bool = True, incidents: Sequence[Incident] = ()
+    ) -> None:
         self.salt = np.uint64((seed * 0x9E3779B1 + 0x5EED) & 0xFFFFFFFFFFFFFFFF)
         self.behaviour = behaviour
         self.seasonal = seasonal
+        self.incidents = tuple(incidents)
 
     def promo_level(self, minutes: np.ndarray) -> np.ndarray:
         """PROMO_NONE / PROMO_DAY / PROMO_FLASH for each epoch minute (a pure function of seed and day)."""
@@ -184,7 +193,14 @@ class Calendar:
         return np.where(in_flash, PROMO_FLASH, np.where(promo_day, PROMO_DAY, PROMO_NONE)).astype(np.uint8)
 
     def multiplier(self, minutes: np.ndarray) -> np.ndarray:
-        """Relative traffic for each epoch minute (1.0 = the average non-promo minute)."""
+        """Relative traffic for each epoch minute (1.0 = the average non-promo minute), incidents applied."""
+        base = self.seasonal_multiplier(minutes)
+        for incident in self.incidents:
+            base = base * incident.factors(minutes)
+        return base
+
+    def seasonal_multiplier(self, minutes: np.ndarray) -> np.ndarray:
+        """Relative traffic for each epoch minute from the daily and weekly cycles and promotions alone."""
         if not self.seasonal:
             return np.ones(len(minutes))
         minute_of_day = minutes % (24 * 60)
@@ -287,10 +303,17 @@ class WindowEvents:
 class Shop:
     """The simulated shop's traffic: state (users, counters) plus the behaviour model."""
 
-    def __init__(self, catalog: Catalog, seed: int, behaviour: Behaviour | None = None, seasonal: bool = True):
+    def __init__(
+        self,
+        catalog: Catalog,
+        seed: int,
+        behaviour: Behaviour | None = None,
+        seasonal: bool = True,
+        incidents: Sequence[Incident] = (),
+    ):
         self.catalog = catalog
         self.behaviour = behaviour or Behaviour()
-        self.calendar = Calendar(seed, self.behaviour, seasonal=seasonal)
+        self.calendar = Calendar(seed, self.behaviour, seasonal=seasonal, incidents=incidents)
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
         self.population = Population()
         self.next_session = 0

@@ -329,4 +329,5 @@ def describe_plan(plan: TrafficPlan, faults: FaultConfig) -> dict[str, Any]:
         "products": plan.products,
         "initial_users": plan.initial_users,
         "faults": faults.describe(),
+        "incidents": [incident.describe() for incident in plan.incidents],
     }

@@ -16,7 +16,7 @@ import polars as pl
 
 from simulator.catalog import DEFAULT_PRODUCTS, Catalog, build_catalog
 from simulator.encode import Encoder
-from simulator.faults import KIND_MALFORMED, MESSAGE_SCHEMA, FaultConfig, FaultInjector
+from simulator.faults import KIND_MALFORMED, MESSAGE_SCHEMA, FaultConfig, FaultInjector, Incident
 from simulator.model import DAY_MS, Behaviour, Calendar, Shop
 
 DEFAULT_BATCH_EVENTS = 150_000
@@ -50,6 +50,8 @@ class TrafficPlan:
     initial_users: int = 10_000
     batch_events: int = DEFAULT_BATCH_EVENTS
     behaviour: Behaviour = field(default_factory=Behaviour)
+    incidents: tuple[Incident, ...] = ()
+    """Outages and spikes injected into the traffic (see simulator.faults.Incident)."""
 
     @property
     def window_ms(self) -> int:
@@ -78,7 +80,7 @@ class Stream:
         self.plan = plan
         self.faults = faults
         self.catalog = catalog or build_catalog(plan.products)
-        self.shop = Shop(self.catalog, plan.seed, plan.behaviour, seasonal=plan.seasonal)
+        self.shop = Shop(self.catalog, plan.seed, plan.behaviour, seasonal=plan.seasonal, incidents=plan.incidents)
         self.shop.seed_population(plan.initial_users)
         self.encoder = Encoder(self.catalog, plan.seed)
         self.injector = FaultInjector(faults, plan.seed)

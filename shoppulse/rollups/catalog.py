@@ -15,6 +15,7 @@ from shoppulse.metrics import (
     FUNNEL_STAGES,
     ITEM_MEASURES,
     SALES_MEASURES,
+    TRAFFIC_HOURLY_MEASURES,
     USER_DAILY_MEASURES,
 )
 
@@ -80,6 +81,7 @@ TABLES: dict[str, tuple[ServingTable, ...]] = {
             ACTIVE_USER_COLUMNS,
         ),
         _table("users_daily", ("event_date",), USER_DAILY_MEASURES),
+        _table("traffic_hourly", ("event_date", "hour_start"), TRAFFIC_HOURLY_MEASURES),
     ),
     FUNNEL: (
         _table(
@@ -92,6 +94,7 @@ TABLES: dict[str, tuple[ServingTable, ...]] = {
     INGEST_QUALITY: (
         _table("quarantine_daily", ("event_date", "reason"), ("events",)),
         _table("late_events_daily", ("event_date", "original_date", "event_type"), ("events",)),
+        _table("quarantine_hourly", ("event_date", "hour_start"), ("messages",)),
     ),
 }
 """Serving tables of each rollup asset."""

@@ -50,6 +50,20 @@ def quarantine_daily(snapshot: PartitionSnapshot) -> pl.DataFrame:
     return frame.select(pl.lit(snapshot.date).alias("event_date"), "reason", pl.col("events").cast(pl.Int64))
 
 
+def quarantine_hourly(snapshot: PartitionSnapshot) -> pl.DataFrame:
+    """Rows of `quarantine_hourly` for the snapshot's received date: messages per UTC hour received."""
+    schema = {"event_date": pl.Date, "hour_start": pl.Datetime("ms", "UTC"), "messages": pl.Int64}
+    if not snapshot.files:
+        return pl.DataFrame(schema=schema)
+    return (
+        scan_partition(snapshot, {"kafka_ts": pl.Datetime("ms", "UTC")})
+        .group_by(pl.col("kafka_ts").dt.truncate("1h").alias("hour_start"))
+        .agg(pl.len().cast(pl.Int64).alias("messages"))
+        .select(pl.lit(snapshot.date).alias("event_date"), "hour_start", "messages")
+        .collect()
+    )
+
+
 def late_events_daily(snapshot: PartitionSnapshot) -> pl.DataFrame:
     """Rows of `late_events_daily` for the snapshot's received date (each event_id once)."""
     late = first_copies(scan_partition(snapshot, LATE_COLUMNS).collect())

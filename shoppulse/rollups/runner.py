@@ -28,9 +28,16 @@ from shoppulse.rollups.customers import customers_daily
 from shoppulse.rollups.funnel import funnel_daily
 from shoppulse.rollups.fx import fx_rows, rates_in_force
 from shoppulse.rollups.products import products_tables
-from shoppulse.rollups.quality import late_events_daily, newest_received, quality_snapshots, quarantine_daily
+from shoppulse.rollups.quality import (
+    late_events_daily,
+    newest_received,
+    quality_snapshots,
+    quarantine_daily,
+    quarantine_hourly,
+)
 from shoppulse.rollups.sales import in_reporting_currency, sales_tables
 from shoppulse.rollups.source import DayEvents, LakeState, load_day, source_offsets
+from shoppulse.rollups.traffic import traffic_hourly
 from shoppulse.rollups.users import (
     DAY,
     LOOKBACK_MINUTES,
@@ -174,6 +181,7 @@ def event_rollup_writes(
             tables = {
                 "active_users_minute": active_users_minute(events, inputs.tail, day, inputs.users),
                 "users_daily": users_daily(events, day, inputs.window),
+                "traffic_hourly": traffic_hourly(events, day),
             }
             snapshots = list(inputs.window_snapshots.values())
             extra = {
@@ -210,7 +218,11 @@ def quality_write(
     return PartitionWrite(
         asset=catalog.INGEST_QUALITY,
         day=day,
-        tables={"quarantine_daily": quarantine_daily(quarantine), "late_events_daily": late_events_daily(late)},
+        tables={
+            "quarantine_daily": quarantine_daily(quarantine),
+            "late_events_daily": late_events_daily(late),
+            "quarantine_hourly": quarantine_hourly(quarantine),
+        },
         lake_version=state.version,
         source_offsets=source_offsets(state, [quarantine, late]),
         max_event_ts=newest_received(quarantine, late),

@@ -39,12 +39,14 @@ ACTIVITY_COLUMNS = _columns(
     "country",
     "channel",
     "device",
+    "payment_status",
     "kafka_ts",
     "kafka_partition",
     "kafka_offset",
     "event_date",
 )
-"""Columns of every event the users and funnel rollups read (who, when, where from)."""
+"""Columns of every event the users and funnel rollups read (who, when, where from, and a payment's
+status for `traffic_hourly`)."""
 
 SALES_COLUMNS = _columns(
     "event_id",
