@@ -19,7 +19,7 @@ def test_stalled_drain_is_visible_and_clears_when_the_lake_moves(
     produce(settings.bootstrap_servers, topic, [(f"k{i}".encode(), b"{}") for i in range(10)])
     client = make_client(
         events_topic=topic,
-        lake_dir_override=lake,
+        lake_uri=str(lake),
         health_ingest_stall_seconds=0.5,
         health_rollup_stall_seconds=2.0,
     )
@@ -50,7 +50,7 @@ def test_stalled_drain_is_visible_and_clears_when_the_lake_moves(
 
 
 def test_ready_when_nothing_waits(make_client, kafka_topic, tmp_path: Path) -> None:
-    client = make_client(events_topic=kafka_topic("idle", partitions=1), lake_dir_override=tmp_path / "lake")
+    client = make_client(events_topic=kafka_topic("idle", partitions=1), lake_uri=str(tmp_path / "lake"))
     response = client.get("/health/ready")
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "reasons": []}
