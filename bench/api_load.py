@@ -404,7 +404,9 @@ def main() -> None:
             f"{'CPU/req':>15}{'load':>7}"
         )
         for round_number in range(1, args.rounds + 1):
-            for name, paths in targets:
+            # The scraped and unscraped mix swap places every round, so neither always follows /health.
+            order = targets if round_number % 2 else (targets[1], targets[0], targets[2])
+            for name, paths in order:
                 with contextlib.ExitStack() as stack:
                     if name == scraped_name:
                         scrapes = stack.enter_context(scraping(server.base, args.scrape_interval))

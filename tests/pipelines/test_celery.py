@@ -35,7 +35,7 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 
 @pytest.fixture
 def celery_env(stack, settings: Settings, kafka_topic, pg_database, tmp_path: Path):
-    """Redis on a free port, a lake with 4 days of simulated history, fresh databases, a Celery instance."""
+    """Redis on a free port, a lake with 3 days of simulated history, fresh databases, a Celery instance."""
     redis_port = free_port()
     redis = subprocess.Popen(
         [REDIS, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],  # type: ignore[list-item]
@@ -45,7 +45,7 @@ def celery_env(stack, settings: Settings, kafka_topic, pg_database, tmp_path: Pa
     topic = kafka_topic("celery", partitions=3)
     truth_path = tmp_path / "truth.json"
     subprocess.run(
-        [sys.executable, "-m", "simulator", "history", "--days", "4", "--events-per-day", "800",
+        [sys.executable, "-m", "simulator", "history", "--days", "3", "--events-per-day", "500",
          "--end", "2026-06-05", "--seed", "17", "--topic", topic, "--bootstrap-servers", settings.bootstrap_servers,
          "--ground-truth", str(truth_path), "--no-progress"],
         check=True, cwd=PROJECT_ROOT, capture_output=True,
