@@ -30,4 +30,4 @@ RUN mkdir -p /data/lake && useradd --system --create-home --uid 10001 shoppulse 
 USER shoppulse
 
 EXPOSE 3000 4266 8000
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--http", "api.http_protocol:GuardedHttpToolsProtocol"]
