@@ -19,7 +19,7 @@ from shoppulse.serving.readiness import watchdog_state_path
 from shoppulse.settings import Settings
 from shoppulse.stack.postgres import LocalPostgres
 from shoppulse.stack.processes import free_port, wait_until
-from shoppulse.stack.watchdog import DrainWatchdog, ServiceWatch
+from shoppulse.stack.watchdog import MAX_HEALS_PER_STALL, DrainWatchdog, ServiceWatch
 from tests.lake.helpers import produce
 
 
@@ -57,6 +57,11 @@ def test_a_stalled_drain_is_healed_escalating_and_its_recovery_recorded(
     state = json.loads(watchdog_state_path(tmp_path).read_text())
     assert state["stalls"] == 1 and state["heals"] >= 2 and state["total_lag"] == 20
     assert any(message.startswith("drain stalled: 20 messages in Kafka") for message in messages)
+
+    # A stall no heal cures (e.g. the sensor switched off) is healed a bounded number of times, then reported.
+    assert wait_until(lambda: checked(lambda: dog.state["status"] == "stalled, not healing"), 30, interval=0.1)
+    assert len(heals) == MAX_HEALS_PER_STALL and [kind for kind, _ in heals][2] == "restart"
+    assert any(message.startswith("drain still stalled after 3 heals") for message in messages)
 
     drain(DrainConfig.from_settings(local, max_seconds=10))  # the drain works again
     assert wait_until(lambda: checked(lambda: dog.state["status"] == "ok"), 30, interval=0.1), dog.state
