@@ -138,12 +138,19 @@ class EdgeMiddleware:
 
 
 def _without_body(send: Send) -> Send:
-    """`send` that keeps status and headers (content-length included) and drops the body bytes."""
+    """`send` that keeps status and headers (content-length included), ends the response right after
+    them and drops whatever body the app sends (so HEAD on a streaming route, e.g. server-sent events,
+    ends at once: the server then reports the request as disconnected to the app)."""
+    finished = False
 
     async def send_head(message: Message) -> None:
-        if message["type"] == "http.response.body":
-            message = {**message, "body": b""}
+        nonlocal finished
+        if finished:
+            return
         await send(message)
+        if message["type"] == "http.response.start":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            finished = True
 
     return send_head
 

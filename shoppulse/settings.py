@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Longest wait before restarting a dead process (doubles from 1 s)."
     )
     supervisor_crash_loop_restarts: int = Field(
-        default=5, ge=1, description="`make run` gives up when a process died this many times within the window."
+        default=5, ge=1, description="Restarts allowed per process within the window; one more death stops `make run`."
     )
     supervisor_crash_loop_window_seconds: float = Field(
         default=300.0, gt=0, description="Window of the crash-loop limit."
@@ -133,10 +133,10 @@ class Settings(BaseSettings):
         description="A drain with no lake commit this long while Kafka holds newer messages gets healed.",
     )
     drain_watchdog_grace_seconds: float = Field(
-        default=60.0, ge=0, description="Time the code server gets after a (re)start before the watchdog judges it."
+        default=60.0, ge=0, description="Time the drain gets after a (re)start or a heal before the watchdog judges it."
     )
     api_timeout_keep_alive_seconds: int = Field(
-        default=5, ge=1, description="Idle keep-alive connections (and unfinished request heads) are closed after this."
+        default=5, ge=1, description="Idle keep-alive connections are closed after this many seconds."
     )
     api_header_timeout_seconds: float = Field(
         default=10.0, gt=0, description="A request head not complete this long after its first byte gets 408."

@@ -35,6 +35,8 @@ from shoppulse.stack.postgres import LocalPostgres
 from shoppulse.stack.services import LOCATION_NAME
 
 CHECK_EVERY_SECONDS = 2.0
+MAX_HEALS_PER_STALL = 3
+"""After this many heals of one stall, only report it: no restart helps a sensor switched off in the UI."""
 
 
 def _iso(epoch: float) -> str:
@@ -97,6 +99,16 @@ class DrainWatchdog:
                     True,
                 )
             since_start = time.monotonic() - max(self.code_server_started_at(), self.healed_at)
+            if self.episode_heals >= MAX_HEALS_PER_STALL:
+                if state["status"] != "stalled, not healing":
+                    self.report(
+                        f"drain still stalled after {self.episode_heals} heals: not healing any more "
+                        "(is the kafka_drain sensor switched on? see the Dagster UI and the code server's log)",
+                        True,
+                    )
+                state["status"] = "stalled, not healing"
+                self._write()
+                return
             if verdict.stalled and since_start >= settings.drain_watchdog_grace_seconds:
                 reason = (
                     f"drain stalled ({report.total_lag} messages waiting, no lake commit for "

@@ -3,12 +3,14 @@ problem, and the connection bound; over real sockets to uvicorn with the stack's
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from starlette.responses import StreamingResponse
 
 from api.http_protocol import GuardedHttpToolsProtocol
 from api.main import create_app
@@ -82,3 +84,20 @@ def test_concurrency_bound_answers_503_beyond_it(seeded_database: str) -> None:
             for sock in held:
                 sock.close()
     assert answer.startswith(b"HTTP/1.1 503 ")
+
+
+def test_head_on_an_endless_stream_ends_at_once(seeded_database: str) -> None:
+    """A streaming GET route (server-sent events, say) must not hold a HEAD request open."""
+    app = create_app(Settings(database_url_override=seeded_database, api_rate_limit="100000/minute"))
+
+    async def ticks() -> AsyncIterator[bytes]:
+        while True:
+            yield b"data: tick\n\n"
+            await asyncio.sleep(0.05)
+
+    app.add_api_route("/stream", lambda: StreamingResponse(ticks(), media_type="text/event-stream"))
+    with live_server(app, http=QuickHeadTimeout) as url, httpx.Client(base_url=url, timeout=10) as client:
+        head = client.head("/stream")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"].startswith("text/event-stream")
+        assert client.get("/health").status_code == 200  # the same keep-alive connection serves on
