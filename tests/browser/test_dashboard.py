@@ -41,6 +41,12 @@ def money_en_us(minor: int, currency: str, exponent: int) -> str:
 def seeded(stack: object, settings: Settings) -> Iterator[str]:
     with scratch_database(settings, "test_browser") as url:
         seed(url)
+        with psycopg.connect(url, autocommit=True) as conn:  # one alert in the window, as the detector writes it
+            conn.execute(
+                "INSERT INTO analytics.alerts (id, rule, direction, hour_start, observed, baseline, score, severity,"
+                " message) VALUES ('orders:2025-03-12T14Z:drop', 'orders', 'drop', '2025-03-12 14:00+00', 3, 31,"
+                " -8.25, 'critical', 'Orders fell to 3 (usually 31 in this hour of the week)')"
+            )
         yield url
 
 
@@ -107,7 +113,11 @@ def test_the_dashboard_shows_the_apis_numbers_without_errors(open_page: OpenPage
     assert page.locator("#funnel tbody tr").count() == 5
     assert "Cart abandonment" in page.locator("#funnel caption").inner_text()
     assert page.locator("#customers tbody tr").count() == 3
-    assert page.locator("#alerts").inner_text() == "This server does not report alerts."
+    alerts = client.get("/analytics/alerts", params=WINDOW).json()["data"]["alerts"]
+    assert [a["id"] for a in alerts] == ["orders:2025-03-12T14Z:drop"]
+    shown = page.locator("#alerts li").all_inner_texts()
+    assert len(shown) == 1 and alerts[0]["message"] in shown[0]
+    assert "critical" in shown[0] and "observed 3, baseline 31, score -8.3" in shown[0]
     assert page.locator("#curve canvas").count() >= 1
     assert page.locator("#freshness").get_attribute("data-state") in {"fresh", "amber", "red", "final"}
     # keyboard: the breakdown tabs move with the arrow keys
@@ -194,6 +204,8 @@ def test_a_materialization_reaches_the_open_page_through_sse(
             page.wait_for_function(
                 f"document.querySelector('[data-testid=net_sales]').dataset.raw === '{2 * net_before}'"
             )
+            # lastLive is set when the refresh the event caused has finished all its panels (alerts included)
+            page.wait_for_function("window.shoppulse.lastLive !== null")
             live = page.evaluate("window.shoppulse.lastLive")
             assert live["asset"] == "sales" and live["partition"] == "2025-03-15"
             api_now = http.get("/analytics/sales/timeseries", params={"from": "2025-03-15", "to": "2025-03-15"})

@@ -191,7 +191,8 @@ def test_every_killed_process_heals_and_the_api_ends_equal_to_the_ground_truth(h
         record_property(f"heal_seconds[{fault}]", seen["seconds"])
 
     status = json.loads((home / "run" / "supervisor.json").read_text())["apps"]
-    assert all(status[app]["restarts"] >= 1 for app in status), status  # the watchdog may restart more
+    killed = ["dagster-code-server", "dagster-daemon", *apps]
+    assert all(status[app]["restarts"] >= 1 for app in killed), status  # the watchdog may restart more
     assert all(status[app]["state"] == "running" for app in status), status
     assert status["api"]["last_exit"] == "killed by SIGKILL"
 
