@@ -37,6 +37,7 @@ from shoppulse.rollups.runner import (
     run_event_rollups,
     run_partition_writes,
 )
+from shoppulse.rollups.source import LakeState
 from shoppulse.settings import get_settings
 
 ROLLUP_GROUP = "rollups"
@@ -144,8 +145,11 @@ def ingest_quality(
     context: AssetExecutionContext, lake: LakeResource, warehouse: PostgresResource
 ) -> MaterializeResult:
     ensure_migrated(warehouse.database_url)
+    version = LakeState.read(lake.path).version  # every day of the run reads this one table version
     summary = run_partition_writes(
-        warehouse.database_url, partition_days(context), lambda day: quality_write(lake.path, day, context.run.run_id)
+        warehouse.database_url,
+        partition_days(context),
+        lambda day: quality_write(lake.path, day, context.run.run_id, version=version),
     )
     return MaterializeResult(metadata=summary_metadata(summary, catalog.INGEST_QUALITY))
 

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 
 from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake.decode import QUARANTINE_SCHEMA
-from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
-from shoppulse.lake.table import LakeRef, arrow_filesystem, file_path, offsets_in, open_table, polars_storage_options
+from shoppulse.lake.layout import LakeTable, PartitionSnapshot, pinned_table, read_partition
+from shoppulse.lake.table import LakeRef, arrow_filesystem, file_path, offsets_in, polars_storage_options
 from shoppulse.metrics import SALES_EVENT_TYPES
 from shoppulse.rollups.dedup import later_copies
 from shoppulse.settings import get_settings
@@ -86,8 +86,9 @@ class LakeState:
 
     @staticmethod
     def read(lake: LakeRef, version: int | None = None) -> LakeState:
-        """Pin `version` (default: the newest) and read its offsets of the events topic."""
-        table = open_table(lake, version)
+        """Pin `version` (default: the newest) and read its offsets of the events topic (a pinned version's
+        table is loaded once per process: `pinned_table` caches it)."""
+        table, _ = pinned_table(lake, version)
         topic = get_settings().events_topic
         offsets = offsets_in(table, topic)
         return LakeState(table.version(), {topic: {str(p): o for p, o in offsets.items()}} if offsets else {})
