@@ -38,6 +38,7 @@ from shoppulse.rollups.runner import (
     run_event_rollups,
     run_partition_writes,
 )
+from shoppulse.rollups.source import LakeState
 from shoppulse.settings import get_settings
 
 ROLLUP_GROUP = "rollups"
@@ -151,10 +152,11 @@ def ingest_quality(
 ) -> MaterializeResult:
     with rollup_run(catalog.INGEST_QUALITY) as record:
         ensure_migrated(warehouse.database_url)
+        version = LakeState.read(lake.path).version  # every day of the run reads this one table version
         summary = run_partition_writes(
             warehouse.database_url,
             partition_days(context),
-            lambda day: quality_write(lake.path, day, context.run.run_id),
+            lambda day: quality_write(lake.path, day, context.run.run_id, version=version),
         )
         record(summary.outcomes)
     return MaterializeResult(metadata=summary_metadata(summary, catalog.INGEST_QUALITY))

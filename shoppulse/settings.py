@@ -57,7 +57,9 @@ class Settings(BaseSettings):
 
     # Lake and ingestion.
     lake_dir_override: Path | None = Field(
-        default=None, validation_alias="SHOPPULSE_LAKE_DIR", description="Parquet lake directory; unset = HOME/lake."
+        default=None,
+        validation_alias="SHOPPULSE_LAKE_DIR",
+        description="Local lake directory (a Delta table) when SHOPPULSE_LAKE_URI is unset; unset = HOME/lake.",
     )
     lake_uri: str | None = Field(
         default=None,

@@ -25,7 +25,6 @@ from deltalake.transaction import AddAction, PostCommitHookProperties
 from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake.layout import LakeTable
 from shoppulse.lake.table import (
-    DATA_SCHEMA,
     DATE_COLUMN,
     KIND_COLUMN,
     PARTITION_COLUMNS,
@@ -148,4 +147,4 @@ def append_events(lake: LakeRef, events: pl.DataFrame) -> int:
     return commit_files(table, adds, metadata={"kind": "append", "counts": {"events": frame.height}})
 
 
-__all__ = ["DATA_SCHEMA", "StaleOffsetsError", "append_events", "commit_files", "remove_uncommitted", "write_file"]
+__all__ = ["StaleOffsetsError", "append_events", "commit_files", "remove_uncommitted", "write_file"]

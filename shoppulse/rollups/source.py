@@ -9,6 +9,7 @@ exactly the same rows (as long as vacuum has not removed V's files).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,8 @@ import pyarrow.parquet as pq
 
 from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake.decode import QUARANTINE_SCHEMA
-from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
-from shoppulse.lake.table import LakeRef, arrow_filesystem, file_path, offsets_in, open_table, polars_storage_options
+from shoppulse.lake.layout import LakeTable, PartitionSnapshot, pinned_table, read_partition
+from shoppulse.lake.table import LakeRef, arrow_filesystem, file_path, lake_uri, offsets_in, polars_storage_options
 from shoppulse.metrics import SALES_EVENT_TYPES
 from shoppulse.rollups.dedup import later_copies
 from shoppulse.settings import get_settings
@@ -88,11 +89,20 @@ class LakeState:
 
     @staticmethod
     def read(lake: LakeRef, version: int | None = None) -> LakeState:
-        """Pin `version` (default: the newest) and read its offsets of the events topic."""
-        table = open_table(lake, version)
+        """Pin `version` (default: the newest) and read its offsets of the events topic (a pinned version's
+        table is loaded once per process: `pinned_table` caches it)."""
+        table, _ = pinned_table(lake, version)
         topic = get_settings().events_topic
-        offsets = offsets_in(table, topic)
+        offsets = _offsets_at(lake_uri(lake), table.version(), topic)
         return LakeState(table.version(), {topic: {str(p): o for p, o in offsets.items()}} if offsets else {})
+
+
+@functools.lru_cache(maxsize=64)
+def _offsets_at(uri: str, version: int, topic: str) -> dict[int, int]:
+    """The Kafka offsets of a table version (immutable: looked up once per process; each app transaction
+    lookup reads the log, ~5 ms on S3)."""
+    table, _ = pinned_table(uri, version)
+    return offsets_in(table, topic)
 
 
 def source_offsets(state: LakeState, snapshots: Iterable[PartitionSnapshot]) -> dict[str, Any]:
