@@ -149,7 +149,16 @@ class LocalKafka:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         proc = subprocess.run(
-            [java, "-cp", self.classpath(), STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(self.config_path)],
+            [
+                java,
+                "-cp",
+                self.classpath(),
+                STORAGE_TOOL,
+                "format",
+                f"--cluster-id={cluster_id}",
+                "-c",
+                str(self.config_path),
+            ],
             capture_output=True,
             text=True,
             check=False,
