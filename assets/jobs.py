@@ -21,11 +21,15 @@ from assets.rollups import ROLLUP_ASSETS
 from shoppulse.rollups import catalog
 
 ROLLUPS_JOB_NAME = "rollups"
+ROLLUP_RUN_RETRIES = {"dagster/max_retries": "3", "dagster/retry_strategy": "ALL_STEPS"}
+"""A rollups run whose worker dies (kill -9, OOM) or that fails is re-executed by Dagster's run-retry
+daemon (`run_retries` in dagster.yaml), up to 3 times; every step again (runs are idempotent)."""
 
 rollups_job = define_asset_job(
     ROLLUPS_JOB_NAME,
     selection=AssetSelection.assets(*ROLLUP_ASSETS) | AssetSelection.checks_for_assets(RAW_EVENTS_KEY),
     executor_def=in_process_executor,
+    tags=ROLLUP_RUN_RETRIES,
     description=(
         "Every rollup of one UTC day (or, with a partition range, of many days in one run), with their "
         "checks. In-process: the steps share one process, so a run costs one process launch."

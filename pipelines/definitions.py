@@ -8,6 +8,7 @@ from assets.raw import raw_events
 from assets.retention import dagster_storage_retention, dagster_storage_retention_schedule
 from assets.rollups import ROLLUP_ASSETS
 from pipelines.ingest import kafka_drain
+from pipelines.reconcile import rollup_reconciler
 from resources import KafkaResource, LakeResource, PostgresResource
 
 defs = Definitions(
@@ -15,7 +16,7 @@ defs = Definitions(
     asset_checks=[*RAW_CHECKS_DEFS, *ROLLUP_CHECKS],
     jobs=[rollups_job, rollup_checks_job, dagster_storage_retention],
     schedules=[dagster_storage_retention_schedule, rollup_checks_hourly],
-    sensors=[kafka_drain],
+    sensors=[kafka_drain, rollup_reconciler],
     # Every run (UI materializations and backfills included) executes its steps in one process.
     executor=in_process_executor,
     resources={
