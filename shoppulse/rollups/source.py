@@ -132,12 +132,53 @@ class DayEvents:
 
 
 def load_day(lake_dir: Path, day: dt.date) -> DayEvents:
-    """Read and deduplicate the events partition of `day`.
+    """Read and deduplicate the events partition of `day`."""
+    return events_of_snapshot(read_partition(Path(lake_dir), LakeTable.EVENTS, day))
+
+
+def load_day_added(lake_dir: Path, day: dt.date, after_version: int) -> tuple[DayEvents | None, int]:
+    """The rows the events partition of `day` received after lake version `after_version` (each event_id
+    once among them, first-delivered copy kept, as `load_day` yields them), and the partition's version.
+
+    Only append commits add rows; a compaction moves rows without changing them. Returns None for the
+    rows when they cannot be told apart any more (the commit records were pruned, or a compaction merged
+    the new files with older ones): the caller then recomputes the day in full. The one lake-facing
+    function of incremental folding.
+    """
+    lake_dir = Path(lake_dir)
+    snapshot = read_partition(lake_dir, LakeTable.EVENTS, day)
+    if snapshot.version < after_version:
+        return None, snapshot.version  # the lake went back (rebuilt): nothing to fold onto
+    live = {path.name: path for path in snapshot.files}
+    added: list[Path] = []
+    rows = 0
+    seen = after_version
+    for record in log.commits_since(lake_dir, after_version, snapshot.version):
+        if record.seq != seen + 1:
+            return None, snapshot.version  # a pruned record: what it added is unknown
+        seen = record.seq
+        if record.kind != "append":
+            continue
+        for ref in record.adds:
+            if ref.table is LakeTable.EVENTS and ref.date == day:
+                if ref.name not in live:
+                    return None, snapshot.version  # compacted together with older rows since
+                added.append(live[ref.name])
+                rows += ref.rows
+    if seen != snapshot.version:
+        return None, snapshot.version
+    return events_of_snapshot(PartitionSnapshot(LakeTable.EVENTS, day, snapshot.version, tuple(added), rows)), (
+        snapshot.version
+    )
+
+
+def events_of_snapshot(snapshot: PartitionSnapshot) -> DayEvents:
+    """Read and deduplicate the events of a snapshot's files.
 
     Both reads number rows the same way (same files, same order), so the copies found among all
     events are dropped from the money-moving ones by row number: one rule, applied once.
     """
-    snapshot = read_partition(Path(lake_dir), LakeTable.EVENTS, day)
+    day = snapshot.date
     events = scan_partition(snapshot, ACTIVITY_COLUMNS, row_index=True).collect()
     # The second read decodes only the money columns; the columns both frames have are gathered from
     # `events` by row number instead of being decoded again for every row of the day.
