@@ -118,6 +118,17 @@ def run_status(dagster_url: str, run_id: str) -> str:
         return conn.execute("SELECT status FROM runs WHERE run_id = %s", (run_id,)).fetchone()[0]  # type: ignore[index]
 
 
+def retries_of(dagster_url: str, run_id: str) -> list[str]:
+    """Statuses of the runs Dagster's run-retry daemon launched for `run_id`."""
+    with psycopg.connect(dagster_url) as conn:
+        rows = conn.execute(
+            """SELECT r.status FROM runs r JOIN run_tags t ON t.run_id = r.run_id
+               WHERE t.key = 'dagster/parent_run_id' AND t.value = %s""",
+            (run_id,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
 def test_killed_past_day_run_converges_to_the_truth(isolated_run, settings: Settings, tmp_path: Path) -> None:  # noqa: F811
     env, topic, servers = isolated_run["env"], isolated_run["topic"], settings.bootstrap_servers
     history = simulate(
@@ -157,6 +168,7 @@ def test_killed_past_day_run_converges_to_the_truth(isolated_run, settings: Sett
     expected = sales_truth(history, late)
     assert wait_for(expected, 300) == expected  # no manual step: run retries / the reconciler caught it up
     assert run_status(env["DAGSTER_DATABASE_URL"], killer.killed_run) == "FAILURE"
+    assert "SUCCESS" in retries_of(env["DAGSTER_DATABASE_URL"], killer.killed_run)  # retried by Dagster
 
     lake = isolated_run["home"] / "lake"
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import json
 from pathlib import Path
 
+import polars as pl
 import psycopg
 
 from shoppulse.lake.layout import LakeTable, read_partition
@@ -19,23 +20,64 @@ from shoppulse.rollups.incremental.fold import (
     fold,
     read_header,
 )
-from shoppulse.rollups.source import LakeState, load_day, load_day_added, source_offsets
-from shoppulse.rollups.users import UserDaysCache, previous_day_tail
+from shoppulse.rollups.source import LakeState, load_day, load_day_added, scan_partition, source_offsets
+from shoppulse.rollups.users import LOOKBACK_MINUTES, UserDaysCache, day_start, previous_day_tail
 
 __all__ = ["FoldOutcome", "fold_partition", "users_window"]
 
 
-def users_window(lake_dir: Path, day: dt.date, with_users: bool) -> UsersWindow:
-    """The 29 days before `day` as the users rollup reads them (with their users, to rebuild)."""
+def window_versions(lake_dir: Path, day: dt.date) -> dict[str, int]:
+    """Lake version of each of the 29 days before `day` (what the users window of `day` reads)."""
     days = [day - dt.timedelta(days=back) for back in range(MAU_DAYS - 1, 0, -1)]
-    snapshots = {d: read_partition(Path(lake_dir), LakeTable.EVENTS, d) for d in days}
-    digest = hashlib.sha256(";".join(f"{d}:{s.version}" for d, s in snapshots.items()).encode()).hexdigest()[:32]
-    version = max(s.version for s in snapshots.values())
-    if not with_users:
-        return UsersWindow(digest, version)
+    return {d.isoformat(): read_partition(Path(lake_dir), LakeTable.EVENTS, d).version for d in days}
+
+
+def _digest(versions: dict[str, int]) -> str:
+    return json.dumps(versions, sort_keys=True)
+
+
+def users_window(lake_dir: Path, day: dt.date) -> UsersWindow:
+    """The 29 days before `day` with their users and the previous day's last hour (to rebuild)."""
+    versions = window_versions(lake_dir, day)
     _, window = UserDaysCache(Path(lake_dir)).window_before(day)
     _, tail = previous_day_tail(Path(lake_dir), day)
-    return UsersWindow(digest, version, window.last_seen(), tail)
+    return UsersWindow(_digest(versions), max(versions.values()), window.last_seen(), tail)
+
+
+def window_since(lake_dir: Path, day: dt.date, assumed: str) -> UsersWindow | None:
+    """The users window of `day` as a change from the `assumed` one (the rows its days received since:
+    late events), or None when that cannot be told (the lake went back, records pruned, compacted)."""
+    try:
+        before = {d: int(v) for d, v in json.loads(assumed).items()}
+    except (ValueError, AttributeError):
+        return None
+    versions = window_versions(lake_dir, day)
+    if set(versions) != set(before):
+        before = {d: before.get(d, 0) for d in versions}  # the window slid (a new day): same days, older rows
+    users, tails = [], []
+    cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
+    for name, version in versions.items():
+        if version == before[name]:
+            continue
+        if version < before[name]:
+            return None
+        added, now = load_day_added(Path(lake_dir), dt.date.fromisoformat(name), before[name])
+        if added is None:
+            return None
+        versions[name] = now
+        raw = scan_partition(added.snapshot, {"user_id": pl.String(), "event_ts": pl.Datetime("ms", "UTC")}).collect()
+        users.append(raw.select("user_id", day=pl.lit(dt.date.fromisoformat(name).toordinal(), pl.Int64)).unique())
+        if dt.date.fromisoformat(name) == day - dt.timedelta(days=1):
+            tails.append(raw.filter(pl.col("event_ts") >= cutoff))
+    empty_users = pl.DataFrame(schema={"user_id": pl.String(), "day": pl.Int64()})
+    empty_tail = pl.DataFrame(schema={"user_id": pl.String(), "event_ts": pl.Datetime("ms", "UTC")})
+    return UsersWindow(
+        _digest(versions),
+        max(versions.values()),
+        tail=pl.concat([empty_tail, *tails]),
+        since=assumed,
+        added=pl.concat([empty_users, *users]),
+    )
 
 
 def fold_partition(
@@ -53,14 +95,15 @@ def fold_partition(
     header = read_header(conn, day)
     if header is not None:
         added, version = load_day_added(lake_dir, day, int(header["lake_version"]))
-        if added is not None:
+        window = window_since(lake_dir, day, header["window_digest"])
+        if added is not None and window is not None:
             batch = FoldBatch(
                 day,
                 added.events,
                 added.sales,
                 int(header["lake_version"]),
                 version,
-                users_window(lake_dir, day, with_users=False),
+                window,
                 source_offsets(state, [added.snapshot]),
             )
             try:
@@ -74,7 +117,7 @@ def fold_partition(
         whole.sales,
         None,
         whole.snapshot.version,
-        users_window(lake_dir, day, with_users=True),
+        users_window(lake_dir, day),
         source_offsets(state, [whole.snapshot]),
     )
     return fold(conn, batch, fx, reporting_currency, run_id)

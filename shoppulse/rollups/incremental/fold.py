@@ -66,13 +66,18 @@ class UsersWindow:
     """The users window of the day: the 29 days before it, as the fold state assumes them."""
 
     digest: str
-    """Identifies the lake versions of those days (a late event there changes it: rebuild)."""
+    """The lake versions of those days (JSON day -> version)."""
     version: int
     """Newest lake version among them (the users ledger records max(this, the day's version))."""
     last_seen: pl.DataFrame | None = None
-    """(user_id, day ordinal) of every user active in those days; needed to rebuild only."""
+    """(user_id, day ordinal) of every user active in those days; to rebuild."""
     tail: pl.DataFrame | None = None
-    """(user_id, event_ts) of the previous day's last hour; needed to rebuild only."""
+    """(user_id, event_ts) of the previous day's last hour (to rebuild), or of the rows the previous
+    day received since `since` (to fold)."""
+    since: str | None = None
+    """The window (digest) the state must assume for `added` and `tail` to bring it to `digest`."""
+    added: pl.DataFrame | None = None
+    """(user_id, day ordinal) of the rows those days received since `since` (late events)."""
 
 
 @dataclass
@@ -170,8 +175,8 @@ def _check_state(cur: psycopg.Cursor, batch: FoldBatch) -> dict[str, Any]:
     if header is None or header["lake_version"] != batch.after_version:
         found = header and header["lake_version"]
         raise NeedsRebuildError(f"state of {batch.day} is at lake version {found}, not {batch.after_version}")
-    if header["window_digest"] != batch.window.digest:
-        raise NeedsRebuildError(f"the users window of {batch.day} changed")
+    if header["window_digest"] != (batch.window.since or batch.window.digest):
+        raise NeedsRebuildError(f"the users window of {batch.day} is not the one the state assumes")
     ledger = cur.execute(
         f"SELECT asset, lake_version FROM {store.SCHEMA}.materializations"
         " WHERE partition_date = %s AND asset = ANY(%s)",
@@ -366,6 +371,54 @@ def _users_daily(
     return {"users_daily": store.upsert(cur, table, pl.DataFrame([row], schema=schema).select(table.columns))}
 
 
+def _window_delta(cur: psycopg.Cursor, day: dt.date, added: pl.DataFrame, header: dict[str, Any]) -> dict[str, int]:
+    """Late events in the 29 days before `day`: users enter the window (or their last day moves later),
+    so WAU/MAU move; today's users who just entered it stop counting as new to it."""
+    if added.is_empty():
+        return {}
+    ordinal_7d = (day - dt.timedelta(days=6)).toordinal()
+    latest = added.group_by("user_id").agg(pl.col("day").max()).with_columns(event_date=pl.lit(day))
+    schema = {"event_date": pl.Date(), "user_id": pl.String(), "last_before": pl.Date()}
+    old = store.fetch(cur, store.FOLD_WINDOW, latest.select("event_date", "user_id"), schema)
+    moved = latest.join(
+        old.select("user_id", old_day=pl.col("last_before").dt.epoch("d") + 719_163), on="user_id", how="left"
+    )
+    moved = moved.filter(pl.col("old_day").is_null() | (pl.col("day") > pl.col("old_day")))
+    if moved.is_empty():
+        return {}
+
+    def was_outside_7d(column: str) -> pl.Expr:
+        return pl.col(column).is_null() | (pl.col(column) < ordinal_7d)
+
+    enters_7d = was_outside_7d("old_day") & (pl.col("day") >= ordinal_7d)
+    header["before_7d"] += int(moved.select(enters_7d.sum()).item())
+    header["before_30d"] += int(moved["old_day"].is_null().sum())
+    rows = moved.select(
+        "event_date", "user_id", last_before=pl.col("day").map_elements(dt.date.fromordinal, return_dtype=pl.Date)
+    )
+    store.upsert(cur, store.FOLD_WINDOW, rows)
+    today = store.fetch(cur, store.FOLD_USERS, rows.select("event_date", "user_id"), schema)
+    if not today.is_empty():
+        joined = today.select("user_id", today_day=pl.col("last_before").dt.epoch("d") + 719_163).join(
+            moved.select("user_id", "day"), on="user_id"
+        )
+        header["new_7d"] -= int(
+            joined.select((was_outside_7d("today_day") & (pl.col("day") >= ordinal_7d)).sum()).item()
+        )
+        header["new_30d"] -= int(joined["today_day"].is_null().sum())
+        store.upsert(cur, store.FOLD_USERS, rows.join(today.select("user_id"), on="user_id", how="semi"))
+    table = TABLE_BY_NAME["users_daily"]
+    schema_daily = {"event_date": pl.Date(), **dict.fromkeys(table.columns[1:], pl.Int64())}
+    current = store.fetch(cur, table, pl.DataFrame({"event_date": [day]}), schema_daily)
+    if current.is_empty():
+        return {}
+    updated = current.with_columns(
+        wau=pl.lit(header["before_7d"] + header["new_7d"], pl.Int64),
+        mau=pl.lit(header["before_30d"] + header["new_30d"], pl.Int64),
+    )
+    return {"users_daily": store.upsert(cur, table, updated)}
+
+
 def _minutes(
     cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame, tail: pl.DataFrame | None, header: dict[str, Any]
 ) -> dict[str, int]:
@@ -513,9 +566,14 @@ def fold(
                 store.insert(cur, store.FOLD_WINDOW, window)
         else:
             header = _check_state(cur, batch)
+            if batch.window.added is not None:
+                outcome.rows_touched |= _window_delta(cur, batch.day, batch.window.added, header)
+            header["window_digest"] = batch.window.digest
+            header["window_version"] = batch.window.version
         events = _unseen(cur, batch) if batch.events.height else batch.events
         outcome.events_folded = events.height
-        if events.height or rebuild:
+        tail = batch.window.tail
+        if events.height or rebuild or (tail is not None and tail.height):
             sales = batch.sales.join(events.select("event_id"), on="event_id", how="semi")
             touched = outcome.rows_touched
             if events.height:
@@ -525,7 +583,7 @@ def fold(
                 funnel, new_sessions = _sessions(cur, batch.day, events)
                 touched |= funnel
                 touched |= _users_daily(cur, batch.day, events, new_sessions, header)
-            touched |= _minutes(cur, batch.day, events, batch.window.tail if rebuild else None, header)
+            touched |= _minutes(cur, batch.day, events, tail, header)
             newest = events.select(pl.col("event_ts").max()).item() if events.height else None
             if newest is not None and (header["max_event_ts"] is None or newest > header["max_event_ts"]):
                 header["max_event_ts"] = newest
