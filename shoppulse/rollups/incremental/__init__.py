@@ -11,6 +11,7 @@ import psycopg
 
 from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.metrics import MAU_DAYS
+from shoppulse.rollups.incremental import store
 from shoppulse.rollups.incremental.fold import (
     FoldBatch,
     FoldOutcome,
@@ -23,7 +24,14 @@ from shoppulse.rollups.incremental.fold import (
 from shoppulse.rollups.source import LakeState, load_day, load_day_added, scan_partition, source_offsets
 from shoppulse.rollups.users import LOOKBACK_MINUTES, UserDaysCache, day_start, previous_day_tail
 
-__all__ = ["FoldOutcome", "fold_partition", "users_window"]
+__all__ = ["FoldOutcome", "fold_partition", "prune_state", "users_window"]
+
+
+def prune_state(conn: psycopg.Connection, before: dt.date) -> None:
+    """Drop the fold state of days before `before` (their partitions recompute when they change)."""
+    with conn.transaction():
+        for table in store.STATE_TABLES:
+            conn.execute(f"DELETE FROM {store.SCHEMA}.{table.name} WHERE event_date < %s", (before,))
 
 
 def window_versions(lake_dir: Path, day: dt.date) -> dict[str, int]:
