@@ -3,7 +3,7 @@
 from dagster import Definitions, EnvVar, in_process_executor
 
 from assets.checks import RAW_CHECKS_DEFS, ROLLUP_CHECKS
-from assets.jobs import rollup_checks_hourly, rollup_checks_job, rollups_job
+from assets.jobs import incremental_rollups_check, rollup_checks_hourly, rollup_checks_job, rollups_job
 from assets.raw import raw_events
 from assets.retention import dagster_storage_retention, dagster_storage_retention_schedule
 from assets.rollups import ROLLUP_ASSETS
@@ -15,7 +15,7 @@ defs = Definitions(
     assets=[raw_events, *ROLLUP_ASSETS],
     asset_checks=[*RAW_CHECKS_DEFS, *ROLLUP_CHECKS],
     jobs=[rollups_job, rollup_checks_job, dagster_storage_retention],
-    schedules=[dagster_storage_retention_schedule, rollup_checks_hourly],
+    schedules=[dagster_storage_retention_schedule, rollup_checks_hourly, incremental_rollups_check],
     sensors=[kafka_drain, rollup_reconciler],
     # Every run (UI materializations and backfills included) executes its steps in one process.
     executor=in_process_executor,

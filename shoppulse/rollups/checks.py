@@ -29,6 +29,7 @@ from shoppulse.rollups import catalog
 from shoppulse.rollups.catalog import SCHEMA, ServingTable
 from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.runner import EventInputs, event_rollup_writes, fx_write, quality_write
+from shoppulse.rollups.source import events_of_snapshot, snapshot_at
 from shoppulse.rollups.writer import PartitionWrite, ledger_lake_version
 
 T = TypeVar("T")
@@ -307,7 +308,13 @@ def recompute_and_compare(
     writes: list[PartitionWrite] = []
     event_assets = [a for a in catalog.EVENT_ROLLUPS if a in assets]
     if event_assets:
-        inputs = EventInputs(Path(lake_dir), with_users=catalog.USERS in event_assets).read(day)
+        # Read the day as of the lake version its serving rows reflect when the lake moved on since (live
+        # traffic): today's rows are then comparable although new events keep arriving.
+        same_day = [a for a in event_assets if a != catalog.USERS] or [catalog.SALES]
+        served = ledger_lake_version(conn, same_day[0], day)
+        pinned = snapshot_at(Path(lake_dir), day, served) if served is not None else None
+        events = events_of_snapshot(pinned) if pinned is not None else None
+        inputs = EventInputs(Path(lake_dir), with_users=catalog.USERS in event_assets).read(day, events)
 
         def fx(d: dt.date, currencies: Collection[str]) -> dict[str, Decimal]:
             return rates_in_force(conn, d, currencies)

@@ -93,9 +93,13 @@ class EventInputs:
         if self._read_ahead is not None and day not in self._prefetched:
             self._prefetched[day] = self._read_ahead.submit(_read_day, self.lake_dir, day)
 
-    def read(self, day: dt.date) -> DayInputs:
+    def read(self, day: dt.date, events: DayEvents | None = None) -> DayInputs:
+        """The inputs of `day` (its events read from the lake, unless given: e.g. pinned to a version)."""
         pending = self._prefetched.pop(day, None)
-        state, events = pending.result() if pending is not None else _read_day(self.lake_dir, day)
+        if events is not None:
+            state = LakeState.read(self.lake_dir)
+        else:
+            state, events = pending.result() if pending is not None else _read_day(self.lake_dir, day)
         inputs = DayInputs(day, state, events)
         if self.with_users:
             window = self._window_before(day)

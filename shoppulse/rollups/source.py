@@ -172,6 +172,35 @@ def load_day_added(lake_dir: Path, day: dt.date, after_version: int) -> tuple[Da
     )
 
 
+def snapshot_at(lake_dir: Path, day: dt.date, version: int) -> PartitionSnapshot | None:
+    """The events partition of `day` as it was at lake version `version` (the current files minus those
+    appended since), or None when that cannot be told (records pruned, or compacted since)."""
+    lake_dir = Path(lake_dir)
+    snapshot = read_partition(lake_dir, LakeTable.EVENTS, day)
+    if snapshot.version == version:
+        return snapshot
+    if snapshot.version < version:
+        return None
+    later: set[str] = set()
+    rows = snapshot.rows
+    expected = version
+    for record in log.commits_since(lake_dir, version, snapshot.version):
+        if record.seq != expected + 1:
+            return None
+        expected = record.seq
+        mine = [ref for ref in record.adds if ref.table is LakeTable.EVENTS and ref.date == day]
+        if record.kind != "append" and (
+            mine or any(r.table is LakeTable.EVENTS and r.date == day for r in record.removes)
+        ):
+            return None
+        later.update(ref.name for ref in mine)
+        rows -= sum(ref.rows for ref in mine)
+    if expected != snapshot.version:
+        return None
+    files = tuple(path for path in snapshot.files if path.name not in later)
+    return PartitionSnapshot(LakeTable.EVENTS, day, version, files, rows)
+
+
 def events_of_snapshot(snapshot: PartitionSnapshot) -> DayEvents:
     """Read and deduplicate the events of a snapshot's files.
 

@@ -181,3 +181,20 @@ def test_late_events_fold_without_rebuilding_and_an_earlier_copy_rebuilds(tmp_pa
         append_events(lake, scenario.frame([earlier]))  # a copy delivered BEFORE the counted one: it wins
         assert fold_partition(lake, conn, DAY, fx, "USD").rebuilt
         assert_matches_recompute(lake, url)
+
+
+def test_the_recompute_check_reads_the_day_at_the_served_version(tmp_path: Path, new_database) -> None:
+    """Live traffic moves the lake on between a fold and its check: the check still compares, at the
+    version the serving rows reflect, and a wrong served row fails it."""
+    url = new_database()
+    write_fx(url, [BEFORE, DAY])
+    lake = tmp_path / "lake"
+    append_events(lake, scenario.frame([scenario.event("page_view", scenario.at(DAY, "01:00:00"), "u1", "s1")]))
+    with psycopg.connect(url, autocommit=True) as conn:
+        fold_partition(lake, conn, DAY, lambda d, c: rates_in_force(conn, d, c), "USD")
+        append_events(lake, scenario.frame([scenario.event("page_view", scenario.at(DAY, "02:00:00"), "u2", "s2")]))
+        results = recompute_and_compare(lake, conn, catalog.EVENT_ROLLUPS, DAY, "USD")
+        assert [(r.comparable, r.matches) for r in results] == [(True, True)] * len(catalog.EVENT_ROLLUPS)
+        conn.execute("UPDATE analytics.users_daily SET page_views = page_views + 1 WHERE event_date = %s", (DAY,))
+        results = recompute_and_compare(lake, conn, [catalog.USERS], DAY, "USD")
+        assert [(r.comparable, r.differing_tables) for r in results] == [(True, {"users_daily": 2})]
