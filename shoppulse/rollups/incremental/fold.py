@@ -432,19 +432,19 @@ def _minutes(
         .select(pl.lit(day).alias("event_date"), "user_id", minute_start=pl.col("event_ts").dt.truncate("1m"))
         .unique()
     )
-    schema = dict(pairs.schema)
-    known = _user_minutes(cur, day, pairs.select("user_id").unique(), schema)
-    new = pairs.join(known, on=["user_id", "minute_start"], how="anti")
+    near = _neighbours(cur, day, pairs)
+    new = near.filter(~pl.col("known"))
     store.insert(cur, store.FOLD_MINUTES, new.select(store.FOLD_MINUTES.columns))
+
+    def minute_index(column: str) -> pl.Expr:
+        return (pl.col(column).dt.epoch("ms") - start_ms) // MINUTE_MS
+
     ordered = (
-        pl.concat([known.with_columns(old=pl.lit(True)), new.with_columns(old=pl.lit(False))])
-        .with_columns(m=(pl.col("minute_start").dt.epoch("ms") - start_ms) // MINUTE_MS)
-        .sort("user_id", "m")
-        .with_columns(
-            prev=pl.col("m").shift(1).over("user_id"),
-            next_old=pl.when(pl.col("old")).then(pl.col("m")).shift(-1).backward_fill().over("user_id"),
+        new.with_columns(
+            m=minute_index("minute_start"), prev_old=minute_index("prev_old"), next_old=minute_index("next_old")
         )
-        .filter(~pl.col("old"))
+        .sort("user_id", "m")
+        .with_columns(prev=pl.max_horizontal("prev_old", pl.col("m").shift(1).over("user_id")))
     )
     counts_table = store.FOLD_MINUTE_COUNTS
     counts_schema = {"event_date": pl.Date(), "minute_start": MINUTE, **dict.fromkeys(ACTIVE_USER_COLUMNS, pl.Int64())}
@@ -490,27 +490,43 @@ def _minutes(
     return touched
 
 
-def _user_minutes(
-    cur: psycopg.Cursor, day: dt.date, users: pl.DataFrame, schema: dict[str, pl.DataType]
-) -> pl.DataFrame:
-    """Every (user, minute) already folded for these users."""
-    if users.is_empty():
+def _neighbours(cur: psycopg.Cursor, day: dt.date, pairs: pl.DataFrame) -> pl.DataFrame:
+    """For each (user, minute) of `pairs`: whether it is already folded, and the user's nearest folded
+    minutes before and after it (two index probes per pair, whatever the user did the rest of the day)."""
+    schema = {**dict(pairs.schema), "prev_old": MINUTE, "next_old": MINUTE, "known": pl.Boolean()}
+    if pairs.is_empty():
         return pl.DataFrame(schema=schema)
-    stage = "fold_stage_minute_users"
-    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (user_id text) ON COMMIT DROP")
+    stage = "fold_stage_minute_pairs"
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (user_id text, minute_start timestamptz) ON COMMIT DROP")
     cur.execute(f"TRUNCATE {stage}")
-    with cur.copy(f"COPY {stage} (user_id) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(users.select("user_id").write_csv(include_header=False).encode())
+    with cur.copy(f"COPY {stage} (user_id, minute_start) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(
+            pairs.select("user_id", "minute_start")
+            .write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.3f%z")
+            .encode()
+        )
+    table = f"{store.SCHEMA}.fold_minutes"
+    probe = f"FROM {table} m WHERE m.event_date = %(day)s AND m.user_id = s.user_id"
     rows = cur.execute(
-        f"SELECT m.event_date, m.user_id, m.minute_start FROM {store.SCHEMA}.fold_minutes m "
-        f"JOIN {stage} s ON s.user_id = m.user_id WHERE m.event_date = %s",
-        (day,),
+        f"""SELECT s.user_id, s.minute_start,
+                (SELECT max(m.minute_start) {probe} AND m.minute_start < s.minute_start),
+                (SELECT min(m.minute_start) {probe} AND m.minute_start > s.minute_start),
+                EXISTS (SELECT 1 {probe} AND m.minute_start = s.minute_start)
+            FROM {stage} s""",
+        {"day": day},
     ).fetchall()
-    frame = pl.DataFrame(rows, schema=["event_date", "user_id", "minute_start"], orient="row")
-    return frame.with_columns(
-        pl.col("event_date").cast(pl.Date),
+    frame = pl.DataFrame(rows, schema=["user_id", "minute_start", "prev_old", "next_old", "known"], orient="row")
+
+    def as_minute(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.Datetime("us", "UTC")).dt.convert_time_zone("UTC").cast(MINUTE)
+
+    return frame.select(
+        pl.lit(day).alias("event_date"),
         pl.col("user_id").cast(pl.String),
-        pl.col("minute_start").cast(pl.Datetime("us", "UTC")).dt.convert_time_zone("UTC").cast(MINUTE),
+        as_minute("minute_start"),
+        as_minute("prev_old"),
+        as_minute("next_old"),
+        pl.col("known").cast(pl.Boolean),
     )
 
 
