@@ -33,6 +33,7 @@ from freshness import poll_watermarks, visibility_latencies
 from psycopg import sql
 
 from shoppulse.lake.layout import LakeTable, read_partition
+from shoppulse.rollups.incremental.fold import state_bytes
 from shoppulse.settings import PROJECT_ROOT, get_settings
 from shoppulse.stack import services
 from shoppulse.stack.isolated import start_isolated_run
@@ -113,9 +114,10 @@ class CaseResult:
     cpu: list[float]
     peak_rss_mb: list[float]
     preload_seconds: float
+    state_mb: float
 
 
-def run_case(name: str, preload: int, rate: float, measured: float) -> CaseResult:
+def run_case(name: str, preload: int, rate: float, measured: float, incremental: bool) -> CaseResult:
     settings = get_settings()
     topic = f"bench.volume.{uuid.uuid4().hex[:8]}"
     databases = [f"bench_volume_{uuid.uuid4().hex[:8]}", f"bench_volume_dagster_{uuid.uuid4().hex[:8]}"]
@@ -134,6 +136,7 @@ def run_case(name: str, preload: int, rate: float, measured: float) -> CaseResul
             "SHOPPULSE_EVENTS_TOPIC": topic,
             "DATABASE_URL": database_url,
             "DAGSTER_DATABASE_URL": dagster_url,
+            "SHOPPULSE_INCREMENTAL_ROLLUPS": "true" if incremental else "false",
         },
         timeout=300,
     )
@@ -155,6 +158,8 @@ def run_case(name: str, preload: int, rate: float, measured: float) -> CaseResul
             while not caught_up(database_url, home / "lake", preload):
                 time.sleep(5)
         preload_seconds = time.time() - began
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            state_mb = state_bytes(conn) / 1e6
         print(f"[{name}] today holds {preload:,} events ({preload_seconds:.0f}s); live at {rate:.0f}/s", flush=True)
         live = simulator(
             "live", run.env, topic, settings.bootstrap_servers, "--rate", str(rate),
@@ -186,6 +191,7 @@ def run_case(name: str, preload: int, rate: float, measured: float) -> CaseResul
         sorted(samples.cpu.values()),
         sorted(samples.peak_rss_mb.values()),
         preload_seconds,
+        state_mb,
     )
 
 
@@ -201,28 +207,40 @@ def main() -> None:
     parser.add_argument("--preload", type=int, nargs="+", default=[10_000_000], help="events preloaded into today")
     parser.add_argument("--rate", type=float, default=1000.0, help="live simulator events/s")
     parser.add_argument("--minutes", type=float, default=2.0, help="measured minutes per case (after a 30 s warm-up)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["fold", "recompute"],
+        default=["fold"],
+        help="live runs fold incrementally (the default) and/or recompute the day (SHOPPULSE_INCREMENTAL_ROLLUPS=false)",
+    )
     args = parser.parse_args()
     services.up(get_settings())
-    cases = [run_case("empty day", 0, args.rate, args.minutes * 60)]
-    for size in args.preload:
-        cases.append(run_case(f"{size / 1e6:g}M in today", size, args.rate, args.minutes * 60))
+    cases = []
+    for mode in args.modes:
+        cases.append(run_case(f"{mode}: empty day", 0, args.rate, args.minutes * 60, mode == "fold"))
+        for size in args.preload:
+            name = f"{mode}: {size / 1e6:g}M"
+            cases.append(run_case(name, size, args.rate, args.minutes * 60, mode == "fold"))
 
     print()
     print(f"live {args.rate:.0f} events/s, {args.minutes:g} min measured per case")
     print(
-        f"{'case':<16} {'p50 s':>6} {'p95 s':>6} {'p99 s':>6} {'runs':>5} {'run CPU p50/p95 s':>18} "
-        f"{'worker peak RSS max MB':>23} {'preload s':>10}"
+        f"{'case':<22} {'p50 s':>6} {'p95 s':>6} {'p99 s':>6} {'runs':>5} {'run CPU p50/p95 s':>18} "
+        f"{'worker peak RSS max MB':>23} {'preload s':>10} {'fold state MB':>14}"
     )
     for case in cases:
         p50, p95, p99 = quantiles(case.latencies)
         c50, c95, _ = quantiles(case.cpu)
         rss = max(case.peak_rss_mb, default=float("nan"))
         print(
-            f"{case.name:<16} {p50:6.1f} {p95:6.1f} {p99:6.1f} {len(case.cpu):5d} {c50:8.2f} / {c95:<7.2f} "
-            f"{rss:23.0f} {case.preload_seconds:10.0f}"
+            f"{case.name:<22} {p50:6.1f} {p95:6.1f} {p99:6.1f} {len(case.cpu):5d} {c50:8.2f} / {c95:<7.2f} "
+            f"{rss:23.0f} {case.preload_seconds:10.0f} {case.state_mb:14.0f}"
         )
-    empty = cases[0]
-    for case in cases[1:]:
+    for case in cases:
+        empty = next(c for c in cases if c.preloaded == 0 and c.name.split(":")[0] == case.name.split(":")[0])
+        if case is empty:
+            continue
         ratio_p95 = quantiles(case.latencies)[1] / quantiles(empty.latencies)[1]
         ratio_cpu = quantiles(case.cpu)[0] / quantiles(empty.cpu)[0]
         print(

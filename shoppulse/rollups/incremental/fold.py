@@ -119,12 +119,17 @@ def _key_schema(table: store.ServingTable, frame: pl.DataFrame) -> dict[str, pl.
 
 
 def _add(
-    cur: psycopg.Cursor, name: str, partial: pl.DataFrame, measures: Collection[str], mins: Collection[str] = ()
+    cur: psycopg.Cursor,
+    name: str,
+    partial: pl.DataFrame,
+    measures: Collection[str],
+    mins: Collection[str] = (),
+    rebuild: bool = False,
 ) -> pl.DataFrame:
     """Serving rows of `name` for the keys of `partial`, with `partial`'s measures added (mins: min of both)."""
     table = TABLE_BY_NAME[name]
     partial = partial.select(table.columns)
-    old = store.fetch(cur, table, partial.select(table.key), dict(partial.schema))
+    old = store.fetch(cur, table, partial.select(table.key), dict(partial.schema), rebuild)
     merged = (
         pl.concat([old, partial])
         .group_by(list(table.key))
@@ -207,10 +212,13 @@ def _new_header(day: dt.date, window: UsersWindow) -> dict[str, Any]:
 
 
 def _unseen(cur: psycopg.Cursor, batch: FoldBatch) -> pl.DataFrame:
-    """The batch's events whose event_id the day has not counted yet."""
+    """The batch's events whose event_id the day has not counted yet (all of them when rebuilding)."""
     order = ("kafka_ts", "kafka_partition", "kafka_offset")
     ids = batch.events.select(pl.lit(batch.day).alias("event_date"), "event_id", *order)
-    seen = store.fetch(cur, store.FOLD_EVENTS, ids.select("event_date", "event_id"), dict(ids.schema))
+    if batch.after_version is None:
+        seen = ids.clear()
+    else:
+        seen = store.fetch(cur, store.FOLD_EVENTS, ids.select("event_date", "event_id"), dict(ids.schema))
     if not seen.is_empty():
         clash = ids.join(seen, on="event_id", suffix="_seen")
 
@@ -226,7 +234,7 @@ def _unseen(cur: psycopg.Cursor, batch: FoldBatch) -> pl.DataFrame:
 
 
 def _sales(
-    cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame, fx: FxLookup | None, reporting: str
+    cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame, fx: FxLookup | None, reporting: str, rebuild: bool
 ) -> dict[str, int]:
     touched: dict[str, int] = {}
     if sales.is_empty():
@@ -234,7 +242,7 @@ def _sales(
     from shoppulse.metrics import SALES_MEASURES
 
     partial = sales_tables(sales, day)
-    merged = {name: _add(cur, name, frame, SALES_MEASURES) for name, frame in partial.items()}
+    merged = {name: _add(cur, name, frame, SALES_MEASURES, rebuild=rebuild) for name, frame in partial.items()}
     for name, frame in merged.items():
         touched[name] = store.upsert(cur, TABLE_BY_NAME[name], frame)
     hourly_schema = dict(merged["sales_hourly"].schema)
@@ -253,7 +261,7 @@ def _sales(
     return touched
 
 
-def _products(cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame) -> dict[str, int]:
+def _products(cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame, rebuild: bool) -> dict[str, int]:
     from shoppulse.metrics import ITEM_MEASURES
 
     if sales.is_empty():
@@ -261,17 +269,18 @@ def _products(cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame) -> dict[st
     touched = {}
     for name, frame in products_tables(sales, day).items():
         mins = ("category",) if "category" in TABLE_BY_NAME[name].columns[len(TABLE_BY_NAME[name].key) :] else ()
-        touched[name] = store.upsert(cur, TABLE_BY_NAME[name], _add(cur, name, frame, ITEM_MEASURES, mins))
+        touched[name] = store.upsert(cur, TABLE_BY_NAME[name], _add(cur, name, frame, ITEM_MEASURES, mins, rebuild))
     return touched
 
 
-def _customers(cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame) -> dict[str, int]:
+def _customers(cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame, rebuild: bool) -> dict[str, int]:
     table = TABLE_BY_NAME["customers_daily"]
     partial = customers_daily(sales, day, has_events=True)
     orders = sales.filter(pl.col("event_type") == ORDER_PLACED)
     per_user = orders.group_by("user_id").agg(first_order=(pl.col("customer_order_number") == 1).fill_null(False).any())
     per_user = per_user.select(pl.lit(day).alias("event_date"), "user_id", "first_order")
-    old = store.fetch(cur, store.FOLD_CUSTOMERS, per_user.select("event_date", "user_id"), dict(per_user.schema))
+    keys = per_user.select("event_date", "user_id")
+    old = store.fetch(cur, store.FOLD_CUSTOMERS, keys, dict(per_user.schema), rebuild)
     joined = per_user.join(old.select("user_id", old_first="first_order"), on="user_id", how="left")
     new_customers = int(joined["old_first"].is_null().sum())
     newly_first = int((joined["first_order"] & ~joined["old_first"].fill_null(False)).sum())
@@ -282,7 +291,7 @@ def _customers(cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame) -> dict[s
             "event_date", "user_id", first_order=pl.col("first_order") | pl.col("old_first").fill_null(False)
         ),
     )
-    current = store.fetch(cur, table, partial.select(table.key), dict(partial.select(table.columns).schema))
+    current = store.fetch(cur, table, partial.select(table.key), dict(partial.select(table.columns).schema), rebuild)
     base = current.row(0, named=True) if current.height else dict.fromkeys(table.columns, 0)
     row = {
         "event_date": day,
@@ -295,7 +304,7 @@ def _customers(cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame) -> dict[s
     return {"customers_daily": store.upsert(cur, table, frame)}
 
 
-def _sessions(cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame) -> tuple[dict[str, int], int]:
+def _sessions(cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame, rebuild: bool) -> tuple[dict[str, int], int]:
     """Fold the batch's events into the sessions and `funnel_daily`; returns (rows touched, new sessions)."""
     steps = list(FUNNEL_STEPS)
     batch = (
@@ -309,7 +318,7 @@ def _sessions(cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame) -> tuple[
         )
         .select(pl.lit(day).alias("event_date"), *store.FOLD_SESSIONS.columns[1:])
     )
-    old = store.fetch(cur, store.FOLD_SESSIONS, batch.select("event_date", "session_id"), dict(batch.schema))
+    old = store.fetch(cur, store.FOLD_SESSIONS, batch.select("event_date", "session_id"), dict(batch.schema), rebuild)
     joined = batch.join(old.drop("event_date"), on="session_id", how="left", suffix="_old")
     old_first = pl.col("first_ts_old").is_not_null() & (
         (pl.col("first_ts_old") < pl.col("first_ts"))
@@ -335,7 +344,7 @@ def _sessions(cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame) -> tuple[
         .with_columns(event_date=pl.lit(day))
     )
     funnel = TABLE_BY_NAME["funnel_daily"]
-    rows = _add(cur, "funnel_daily", delta.select(funnel.columns), ("sessions", *steps))
+    rows = _add(cur, "funnel_daily", delta.select(funnel.columns), ("sessions", *steps), rebuild=rebuild)
     store.delete(cur, funnel, rows.filter(pl.col("sessions") == 0).select(funnel.key))
     touched = store.upsert(cur, funnel, rows.filter(pl.col("sessions") != 0))
     store.upsert(cur, store.FOLD_SESSIONS, merged.select(store.FOLD_SESSIONS.columns))
@@ -343,10 +352,10 @@ def _sessions(cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame) -> tuple[
 
 
 def _users_daily(
-    cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame, new_sessions: int, header: dict[str, Any]
+    cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame, new_sessions: int, header: dict[str, Any], rebuild: bool
 ) -> dict[str, int]:
     users = events.select(pl.lit(day).alias("event_date"), "user_id").unique("user_id")
-    known = store.fetch(cur, store.FOLD_USERS, users, {**dict(users.schema), "last_before": pl.Date()})
+    known = store.fetch(cur, store.FOLD_USERS, users, {**dict(users.schema), "last_before": pl.Date()}, rebuild)
     new = users.join(known.select("user_id"), on="user_id", how="anti")
     window = store.fetch(cur, store.FOLD_WINDOW, new, {**dict(new.schema), "last_before": pl.Date()})
     new = new.join(window.select("user_id", "last_before"), on="user_id", how="left")
@@ -420,7 +429,12 @@ def _window_delta(cur: psycopg.Cursor, day: dt.date, added: pl.DataFrame, header
 
 
 def _minutes(
-    cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame, tail: pl.DataFrame | None, header: dict[str, Any]
+    cur: psycopg.Cursor,
+    day: dt.date,
+    events: pl.DataFrame,
+    tail: pl.DataFrame | None,
+    header: dict[str, Any],
+    rebuild: bool,
 ) -> dict[str, int]:
     """Fold new (user, minute) pairs into the per-minute sliding counts and `active_users_minute`."""
     start_ms = int(day_start(day).timestamp() * 1000)
@@ -432,7 +446,10 @@ def _minutes(
         .select(pl.lit(day).alias("event_date"), "user_id", minute_start=pl.col("event_ts").dt.truncate("1m"))
         .unique()
     )
-    near = _neighbours(cur, day, pairs)
+    if rebuild:  # nothing folded yet: every pair is new, with no folded neighbours
+        near = pairs.with_columns(prev_old=pl.lit(None, MINUTE), next_old=pl.lit(None, MINUTE), known=pl.lit(False))
+    else:
+        near = _neighbours(cur, day, pairs)
     new = near.filter(~pl.col("known"))
     store.insert(cur, store.FOLD_MINUTES, new.select(store.FOLD_MINUTES.columns))
 
@@ -593,13 +610,13 @@ def fold(
             sales = batch.sales.join(events.select("event_id"), on="event_id", how="semi")
             touched = outcome.rows_touched
             if events.height:
-                touched |= _sales(cur, batch.day, sales, fx, reporting_currency)
-                touched |= _products(cur, batch.day, sales)
-                touched |= _customers(cur, batch.day, sales)
-                funnel, new_sessions = _sessions(cur, batch.day, events)
+                touched |= _sales(cur, batch.day, sales, fx, reporting_currency, rebuild)
+                touched |= _products(cur, batch.day, sales, rebuild)
+                touched |= _customers(cur, batch.day, sales, rebuild)
+                funnel, new_sessions = _sessions(cur, batch.day, events, rebuild)
                 touched |= funnel
-                touched |= _users_daily(cur, batch.day, events, new_sessions, header)
-            touched |= _minutes(cur, batch.day, events, tail, header)
+                touched |= _users_daily(cur, batch.day, events, new_sessions, header, rebuild)
+            touched |= _minutes(cur, batch.day, events, tail, header, rebuild)
             newest = events.select(pl.col("event_ts").max()).item() if events.height else None
             if newest is not None and (header["max_event_ts"] is None or newest > header["max_event_ts"]):
                 header["max_event_ts"] = newest

@@ -95,9 +95,16 @@ def _join(table: ServingTable, stage: str) -> str:
     return " AND ".join(f"t.{c} = s.{c}" for c in table.key)
 
 
-def fetch(cur: psycopg.Cursor, table: ServingTable, keys: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """The rows of `table` whose keys are among `keys` (a frame with the key columns), as `schema`."""
-    if keys.is_empty():
+def fetch(
+    cur: psycopg.Cursor,
+    table: ServingTable,
+    keys: pl.DataFrame,
+    schema: dict[str, pl.DataType],
+    known_empty: bool = False,
+) -> pl.DataFrame:
+    """The rows of `table` whose keys are among `keys` (a frame with the key columns), as `schema`
+    (`known_empty`: the caller knows there are none, e.g. the partition was just cleared)."""
+    if keys.is_empty() or known_empty:
         return pl.DataFrame(schema=schema)
     stage = _stage(cur, table, keys.unique(table.key), table.key)
     columns = ", ".join(f"t.{c}" for c in table.columns)
