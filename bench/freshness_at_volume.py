@@ -212,7 +212,7 @@ def main() -> None:
         nargs="+",
         choices=["fold", "recompute"],
         default=["fold"],
-        help="live runs fold incrementally (the default) and/or recompute the day (SHOPPULSE_INCREMENTAL_ROLLUPS=false)",
+        help="live runs fold (the default) and/or recompute the day (SHOPPULSE_INCREMENTAL_ROLLUPS=false)",
     )
     args = parser.parse_args()
     services.up(get_settings())
