@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake import commit as log
 from shoppulse.lake.decode import QUARANTINE_SCHEMA
-from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
+from shoppulse.lake.layout import LakeTable, PartitionSnapshot, partition_dir, read_partition
 from shoppulse.metrics import SALES_EVENT_TYPES
 from shoppulse.rollups.dedup import later_copies
 
@@ -140,10 +140,10 @@ def load_day_added(lake_dir: Path, day: dt.date, after_version: int) -> tuple[Da
     """The rows the events partition of `day` received after lake version `after_version` (each event_id
     once among them, first-delivered copy kept, as `load_day` yields them), and the partition's version.
 
-    Only append commits add rows; a compaction moves rows without changing them. Returns None for the
-    rows when they cannot be told apart any more (the commit records were pruned, or a compaction merged
-    the new files with older ones): the caller then recomputes the day in full. The one lake-facing
-    function of incremental folding.
+    Only append commits add rows; a compaction moves rows without changing them, and the files it merged
+    stay readable until vacuumed, so they are read themselves. Returns None for the rows when they
+    cannot be told apart any more (the commit records were pruned, or a merged file was vacuumed): the
+    caller then recomputes the day in full. The one lake-facing function of incremental folding.
     """
     lake_dir = Path(lake_dir)
     snapshot = read_partition(lake_dir, LakeTable.EVENTS, day)
@@ -161,15 +161,18 @@ def load_day_added(lake_dir: Path, day: dt.date, after_version: int) -> tuple[Da
             continue
         for ref in record.adds:
             if ref.table is LakeTable.EVENTS and ref.date == day:
-                if ref.name not in live:
-                    return None, snapshot.version  # compacted together with older rows since
-                added.append(live[ref.name])
+                path = live.get(ref.name, partition_dir(lake_dir, LakeTable.EVENTS, day) / ref.name)
+                if not path.exists():
+                    return None, snapshot.version  # compacted since, and its grace period is over
+                added.append(path)  # a compacted-away file stays readable (unchanged) until vacuumed
                 rows += ref.rows
     if seen != snapshot.version:
         return None, snapshot.version
-    return events_of_snapshot(PartitionSnapshot(LakeTable.EVENTS, day, snapshot.version, tuple(added), rows)), (
-        snapshot.version
-    )
+    try:
+        events = events_of_snapshot(PartitionSnapshot(LakeTable.EVENTS, day, snapshot.version, tuple(added), rows))
+    except (OSError, pl.exceptions.ComputeError):  # a merged file vacuumed while it was read
+        return None, snapshot.version
+    return events, snapshot.version
 
 
 def snapshot_at(lake_dir: Path, day: dt.date, version: int) -> PartitionSnapshot | None:

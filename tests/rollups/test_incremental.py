@@ -17,11 +17,16 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from shoppulse.lake.commit import lake_lock
+from shoppulse.lake.compaction import compact_partition
+from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.lake.writer import append_events
 from shoppulse.rollups import catalog
 from shoppulse.rollups.checks import recompute_and_compare
 from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.incremental import fold_partition
+from shoppulse.rollups.incremental.fold import read_header
+from shoppulse.rollups.source import load_day_added
 from tests.rollups import scenario
 from tests.rollups.conftest import write_fx
 
@@ -198,3 +203,36 @@ def test_the_recompute_check_reads_the_day_at_the_served_version(tmp_path: Path,
         conn.execute("UPDATE analytics.users_daily SET page_views = page_views + 1 WHERE event_date = %s", (DAY,))
         results = recompute_and_compare(lake, conn, [catalog.USERS], DAY, "USD")
         assert [(r.comparable, r.differing_tables) for r in results] == [(True, {"users_daily": 2})]
+
+
+def test_a_compaction_between_folds_keeps_folding(tmp_path: Path, new_database) -> None:
+    """The drain compacts today's small files all day: the files it merged that were not folded yet are
+    still read on their own (until vacuumed), so the next fold stays incremental and exact."""
+    url = new_database()
+    write_fx(url, [BEFORE, DAY])
+    lake = tmp_path / "lake"
+    rng = random.Random(42)
+    stream = [row for row in random_stream(rng, 120) if row["event_date"] == DAY]
+    first_copies = {}
+    for row in stream:  # copies delivered later only (an earlier one would rebuild, by design)
+        first_copies.setdefault(row["event_id"], row["kafka_ts"])
+    stream = [row for row in stream if row["kafka_ts"] >= first_copies[row["event_id"]]]
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def fx(day: dt.date, currencies: Collection[str]) -> dict[str, Decimal]:
+            return rates_in_force(conn, day, currencies)
+
+        append_events(lake, scenario.frame(stream[:40]))
+        assert fold_partition(lake, conn, DAY, fx, "USD").rebuilt
+        for part in (stream[40:60], stream[60:80]):
+            append_events(lake, scenario.frame(part))
+        with lake_lock(lake):
+            names = [path.name for path in read_partition(lake, LakeTable.EVENTS, DAY).files]
+            compact_partition(lake, LakeTable.EVENTS, DAY, names)  # merges folded and unfolded rows
+        append_events(lake, scenario.frame(stream[80:]))
+        added, _ = load_day_added(lake, DAY, read_header(conn, DAY)["lake_version"])  # type: ignore[index]
+        assert added is not None and added.events.height == len({row["event_id"] for row in stream[40:]})
+        outcome = fold_partition(lake, conn, DAY, fx, "USD")
+        assert not outcome.rebuilt
+        assert outcome.events_in == len({row["event_id"] for row in stream[40:]})
+    assert_matches_recompute(lake, url)
