@@ -236,3 +236,20 @@ def test_a_compaction_between_folds_keeps_folding(tmp_path: Path, new_database) 
         assert not outcome.rebuilt
         assert outcome.events_in == len({row["event_id"] for row in stream[40:]})
     assert_matches_recompute(lake, url)
+
+
+def test_many_new_pairs_with_and_without_folded_neighbours(tmp_path: Path, new_database) -> None:
+    """Hundreds of (user, minute) pairs, the first ones with no folded neighbour (regression: the probe's
+    rows were typed from the first rows only)."""
+    url = new_database()
+    write_fx(url, [BEFORE, DAY])
+    lake = tmp_path / "lake"
+    at = scenario.at
+    known = [scenario.event("page_view", at(DAY, "00:30:00"), f"u{i}", f"s{i}") for i in range(300)]
+    newcomers = [scenario.event("page_view", at(DAY, "00:20:00"), f"n{i}", f"t{i}") for i in range(200)]
+    returning = [scenario.event("page_view", at(DAY, "00:10:00"), f"u{i}", f"s{i}") for i in range(300)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        for batch in (known, newcomers + returning):
+            append_events(lake, scenario.frame(batch))
+            fold_partition(lake, conn, DAY, lambda d, c: rates_in_force(conn, d, c), "USD")
+    assert_matches_recompute(lake, url)

@@ -532,7 +532,12 @@ def _neighbours(cur: psycopg.Cursor, day: dt.date, pairs: pl.DataFrame) -> pl.Da
             FROM {stage} s""",
         {"day": day},
     ).fetchall()
-    frame = pl.DataFrame(rows, schema=["user_id", "minute_start", "prev_old", "next_old", "known"], orient="row")
+    utc = pl.Datetime("us", "UTC")
+    frame = pl.DataFrame(
+        rows,
+        schema={"user_id": pl.String, "minute_start": utc, "prev_old": utc, "next_old": utc, "known": pl.Boolean},
+        orient="row",
+    )
 
     def as_minute(name: str) -> pl.Expr:
         return pl.col(name).cast(pl.Datetime("us", "UTC")).dt.convert_time_zone("UTC").cast(MINUTE)

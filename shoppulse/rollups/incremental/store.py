@@ -125,7 +125,7 @@ def fetch_day(
 
 
 def _frame(rows: list[tuple], table: ServingTable, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    frame = pl.DataFrame(rows, schema=list(table.columns), orient="row")
+    frame = pl.DataFrame(rows, schema=list(table.columns), orient="row", infer_schema_length=None)
     casts = []
     for name in table.columns:
         dtype = schema[name]
