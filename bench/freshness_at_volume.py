@@ -215,6 +215,10 @@ def main() -> None:
         help="live runs fold (the default) and/or recompute the day (SHOPPULSE_INCREMENTAL_ROLLUPS=false)",
     )
     args = parser.parse_args()
+    # Started in the background, a process inherits SIGINT ignored: make Ctrl-C / kill -INT / -TERM tear the
+    # stacks down (the `finally` of each case) instead of leaving them running.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     services.up(get_settings())
     cases = []
     for mode in args.modes:
