@@ -385,6 +385,26 @@ class RollupHealth(Model):
     )
 
 
+class PartitionCatchingUp(Model):
+    asset: str = Field(description="Rollup asset.", examples=["sales"])
+    partition: dt.date = Field(description="UTC partition whose serving rows lag the lake.", examples=["2025-03-08"])
+    ledger_version: int | None = Field(
+        description="Lake version the ledger records (null: never written).", examples=[1040]
+    )
+    lake_version: int = Field(description="Lake version the partition should reflect.", examples=[1042])
+    attempts: int = Field(description="Reruns the reconciler requested since the lag began.", examples=[1])
+    in_flight: bool = Field(description="A rollups run for the partition is queued or running.", examples=[False])
+    lagging_since: dt.datetime = Field(
+        description="When the reconciler first saw this lag.", examples=["2025-03-09T14:30:00Z"]
+    )
+    next_attempt_at: dt.datetime | None = Field(
+        description="Earliest next rerun (exponential backoff).", examples=["2025-03-09T14:31:00Z"]
+    )
+    backing_off: bool = Field(
+        description="Two or more reruns did not catch it up: the reconciler backs off.", examples=[False]
+    )
+
+
 class FreshnessReport(Model):
     now: dt.datetime = Field(description="Server time of the report (UTC).", examples=["2025-03-09T14:32:17Z"])
     assets: list[AssetFreshness] = Field(description="Every asset of the ledger.")
@@ -395,6 +415,10 @@ class FreshnessReport(Model):
     drain_watchdog: dict[str, Any] | None = Field(
         description="The drain watchdog's last report (stalls seen, heals done), when `make run` runs one.",
         examples=[None],
+    )
+    catching_up: list[PartitionCatchingUp] = Field(
+        default_factory=list,
+        description="Partitions whose serving rows lag the lake, as the rollup reconciler last saw them.",
     )
     notify_listener_connected: bool = Field(
         description="Whether this API process is LISTENing for materializations (cache invalidation).",

@@ -21,11 +21,15 @@ from assets.rollups import ROLLUP_ASSETS
 from shoppulse.rollups import catalog
 
 ROLLUPS_JOB_NAME = "rollups"
+ROLLUP_RUN_RETRIES = {"dagster/max_retries": "3", "dagster/retry_strategy": "ALL_STEPS"}
+"""A rollups run whose worker dies (kill -9, OOM) or that fails is re-executed by Dagster's run-retry
+daemon (`run_retries` in dagster.yaml), up to 3 times; every step again (runs are idempotent)."""
 
 rollups_job = define_asset_job(
     ROLLUPS_JOB_NAME,
     selection=AssetSelection.assets(*ROLLUP_ASSETS) | AssetSelection.checks_for_assets(RAW_EVENTS_KEY),
     executor_def=in_process_executor,
+    tags=ROLLUP_RUN_RETRIES,
     description=(
         "Every rollup of one UTC day (or, with a partition range, of many days in one run), with their "
         "checks. In-process: the steps share one process, so a run costs one process launch."
@@ -66,3 +70,24 @@ def rollup_checks_hourly(context: ScheduleEvaluationContext) -> RunRequest:
     scheduled = (context.scheduled_execution_time or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     days = [(scheduled - dt.timedelta(days=back)).date().isoformat() for back in (1, 0)]
     return RunRequest(run_key=f"rollup_checks:{scheduled.isoformat()}", tags={CHECK_DAYS_TAG: ",".join(days)})
+
+
+TODAY_CHECK_KEYS = [AssetCheckKey(AssetKey(asset), "matches_lake_recompute") for asset in catalog.EVENT_ROLLUPS]
+
+
+@schedule(
+    name="incremental_rollups_check",
+    job=rollup_checks_job,
+    cron_schedule="*/10 * * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Every 10 minutes: today's event rollups (folded incrementally by live runs) against a fresh "
+    "full recompute of the day at the lake version they reflect; any difference fails the check.",
+)
+def incremental_rollups_check(context: ScheduleEvaluationContext) -> RunRequest:
+    scheduled = (context.scheduled_execution_time or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return RunRequest(
+        run_key=f"incremental_rollups_check:{scheduled.isoformat()}",
+        tags={CHECK_DAYS_TAG: scheduled.date().isoformat()},
+        asset_check_keys=TODAY_CHECK_KEYS,
+    )

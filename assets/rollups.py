@@ -14,6 +14,7 @@ materializations`). A backfill over a date range runs as ONE run per asset group
 import datetime as dt
 from collections.abc import Iterator, Sequence
 
+import psycopg
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -28,11 +29,13 @@ from dagster import (
 from assets.partitions import daily_partitions
 from assets.raw import RAW_EVENTS_KEY
 from resources import LakeResource, PostgresResource
-from shoppulse.observability.metrics import rollup_run
+from shoppulse.observability.metrics import record_fold, rollup_run
 from shoppulse.rollups import catalog
+from shoppulse.rollups.incremental.fold import FoldOutcome, state_bytes
 from shoppulse.rollups.runner import (
     RunSummary,
     ensure_migrated,
+    fold_event_rollups,
     fx_write,
     quality_write,
     run_event_rollups,
@@ -112,6 +115,38 @@ EVENT_ROLLUP_SPECS: Sequence[AssetSpec] = [
 ]
 
 
+LIVE_TRIGGERS = ("kafka_drain", "rollup_reconciler")
+"""Run triggers (`shoppulse/trigger` tag) of live runs: they fold; backfills and manual reruns recompute."""
+
+
+def folds_incrementally(context: AssetExecutionContext, days: Sequence[dt.date]) -> bool:
+    """A live run of one day within the lateness horizon folds only the new events (incremental_rollups on);
+    every other run (backfills, manual reruns, days past the horizon) recomputes from the lake."""
+    settings = get_settings()
+    if not settings.incremental_rollups or len(days) != 1:
+        return False
+    if context.run.tags.get("shoppulse/trigger") not in LIVE_TRIGGERS:
+        return False
+    horizon = dt.timedelta(hours=settings.lateness_horizon_hours) + dt.timedelta(days=1)
+    return days[0] >= (dt.datetime.now(dt.UTC) - horizon).date()
+
+
+def fold_metadata(outcome: FoldOutcome, state_size: int) -> dict[str, MetadataValue]:
+    return {
+        "fold_mode": MetadataValue.text("rebuilt from the whole day" if outcome.rebuilt else "incremental"),
+        "events_folded": MetadataValue.int(outcome.events_folded),
+        "events_read": MetadataValue.int(outcome.events_in),
+        "buckets_touched": MetadataValue.int(outcome.buckets_touched),
+        "fold_state_bytes": MetadataValue.int(state_size),
+        "fold_seconds": MetadataValue.float(round(outcome.seconds, 3)),
+    }
+
+
+def state_bytes_of(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return state_bytes(conn)
+
+
 @multi_asset(
     name="event_rollups",
     specs=EVENT_ROLLUP_SPECS,
@@ -122,12 +157,30 @@ def event_rollups(
     context: AssetExecutionContext, lake: LakeResource, warehouse: PostgresResource
 ) -> Iterator[MaterializeResult]:
     selected = [name for name in catalog.EVENT_ROLLUPS if AssetKey(name) in context.selected_asset_keys]
+    days = partition_days(context)
     with rollup_run("event_rollups") as record:
         ensure_migrated(warehouse.database_url)
+        if folds_incrementally(context, days):
+            summary, outcome = fold_event_rollups(
+                lake.path,
+                warehouse.database_url,
+                days[0],
+                selected,
+                get_settings().reporting_currency,
+                run_id=context.run.run_id,
+            )
+            record(summary.outcomes)
+            record_fold(outcome)
+            state_size = state_bytes_of(warehouse.database_url)
+            for name in selected:
+                yield MaterializeResult(
+                    asset_key=name, metadata={**summary_metadata(summary, name), **fold_metadata(outcome, state_size)}
+                )
+            return
         summary = run_event_rollups(
             lake.path,
             warehouse.database_url,
-            partition_days(context),
+            days,
             selected,
             get_settings().reporting_currency,
             run_id=context.run.run_id,

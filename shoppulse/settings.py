@@ -83,6 +83,11 @@ class Settings(BaseSettings):
 
     # Rollups.
     reporting_currency: str = Field(default="USD", description="Currency that totals are converted into.")
+    incremental_rollups: bool = Field(
+        default=True,
+        description="Live rollup runs (today, late days within the horizon) fold only the new events into the "
+        "rollups (shoppulse/rollups/incremental); off = every run recomputes its whole day.",
+    )
 
     # API.
     api_keys: str = Field(default="", description="Comma-separated API keys; empty = no authentication.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 
 from shoppulse.lake.layout import LakeTable, partition_dates
@@ -12,6 +13,8 @@ from shoppulse.lake.table import (
     added_files,
     commit_info,
     commits_between,
+    lake_uri,
+    oldest_log_version,
     open_table,
 )
 
@@ -71,3 +74,62 @@ def changes_since(lake: LakeRef, after_seq: int, shard: str | None = None) -> La
             day = dt.date.fromisoformat(added.date)
             per_date[day] = per_date.get(day, 0) + added.rows
     return changes
+
+
+@dataclass
+class PartitionChanges:
+    """Per kind and partition date, the newest table version whose data-changing commit added rows to it.
+
+    Exact for every commit after `known_after`; a partition last changed before that (its log was
+    cleaned up) shows 0. `scanned_until` is the newest version read.
+    """
+
+    known_after: int = 0
+    scanned_until: int = 0
+    versions: dict[LakeTable, dict[dt.date, int]] = field(default_factory=dict)
+
+    def version(self, table: LakeTable, day: dt.date) -> int:
+        return self.versions.get(table, {}).get(day, 0)
+
+
+_SCANS: dict[str, PartitionChanges] = {}
+_SCANS_LOCK = threading.Lock()
+
+
+def partition_change_versions(lake: LakeRef) -> PartitionChanges:
+    """The newest data-changing version of every partition, up to at least the table's current version.
+
+    Kept per process and extended by the commits since the last call (each commit's log entry is read
+    once), so a long-lived caller (a sensor, the fold) pays only for new commits. Optimize rewrites
+    (``dataChange: false``) are not changes.
+    """
+    uri = lake_uri(lake)
+    last = open_table(lake).version()
+    with _SCANS_LOCK:
+        scan = _SCANS.get(uri)
+        if scan is None or last < scan.scanned_until:  # first call, or the table was recreated
+            scan = PartitionChanges()
+        start = scan.scanned_until
+        if start == 0:
+            oldest = oldest_log_version(lake)
+            if oldest > 1:  # commits before it are only in a checkpoint: their partitions show 0
+                scan.known_after = start = oldest - 1
+        try:
+            for version, actions in commits_between(lake, start, last):
+                for added in added_files(version, actions):
+                    if added.data_change:
+                        day = dt.date.fromisoformat(added.date)
+                        scan.versions.setdefault(LakeTable(added.kind), {})[day] = version
+                scan.scanned_until = version
+        except LakeLogUnavailableError:  # cleaned up under us: start again from what is there
+            _SCANS.pop(uri, None)
+            raise
+        scan.scanned_until = last
+        for table in LakeTable:  # partitions older than the log are there too (version 0)
+            known = scan.versions.setdefault(table, {})
+            for day in partition_dates(lake, table, last):
+                known.setdefault(day, 0)
+        _SCANS[uri] = scan
+        return PartitionChanges(
+            scan.known_after, scan.scanned_until, {t: dict(days) for t, days in scan.versions.items()}
+        )

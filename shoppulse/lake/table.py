@@ -204,22 +204,37 @@ def committed_offsets(lake: LakeRef, topic: str, partitions: list[int] | None = 
 
 
 def read_log_entry(lake: LakeRef, version: int) -> list[dict[str, Any]]:
-    """The actions of commit `version` (its ``_delta_log`` JSON file).
+    """The actions of commit `version` (its ``_delta_log`` JSON file; commits are immutable, so each is
+    read once per process).
 
     Raises LakeLogUnavailableError when the file was cleaned up (only a checkpoint covers it now).
     """
-    fs, root = arrow_filesystem(lake)
+    return list(_log_entry(lake_uri(lake), version))
+
+
+@functools.lru_cache(maxsize=8192)
+def _log_entry(uri: str, version: int) -> tuple[dict[str, Any], ...]:
+    fs, root = arrow_filesystem(uri)
     path = f"{root}/_delta_log/{version:020d}.json"
     try:
         with fs.open_input_stream(path) as stream:
             raw = stream.read()
     except FileNotFoundError as exc:
-        raise LakeLogUnavailableError(f"Delta log entry {version} of {lake_uri(lake)} is gone") from exc
+        raise LakeLogUnavailableError(f"Delta log entry {version} of {uri} is gone") from exc
     except OSError as exc:  # S3 reports a missing key as a generic OSError
         if "NoSuchKey" in str(exc) or "Path does not exist" in str(exc) or "not found" in str(exc).lower():
-            raise LakeLogUnavailableError(f"Delta log entry {version} of {lake_uri(lake)} is gone") from exc
+            raise LakeLogUnavailableError(f"Delta log entry {version} of {uri} is gone") from exc
         raise
-    return [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+    return tuple(json.loads(line) for line in raw.decode().splitlines() if line.strip())
+
+
+def oldest_log_version(lake: LakeRef) -> int:
+    """The oldest commit whose ``_delta_log`` JSON is still there (older ones were cleaned up)."""
+    fs, root = arrow_filesystem(lake)
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/_delta_log", allow_not_found=True))
+    stems = [Path(info.path).stem for info in infos if info.path.endswith(".json")]
+    versions = [int(stem) for stem in stems if stem.isdigit()]
+    return min(versions, default=0)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ DRAIN_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 
 COMMIT_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 RUN_SECONDS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 DRAIN_STATUSES = ("drained", "idle", "busy", "error")
+FOLD_MODES = ("fold", "rebuild")
 ROLLUP_GROUPS = (catalog.FX_RATES, "event_rollups", catalog.INGEST_QUALITY)
 """Label values that exist from a process's first use of the metrics (at 0), so rate() sees the first event."""
 
@@ -144,6 +145,8 @@ class PipelineMetrics:
     rollup_run_duration: Histogram
     rollup_partitions: Counter
     rollup_rows_changed: Counter
+    rollup_fold_duration: Histogram
+    rollup_events_folded: Counter
     simulator_sent: Counter
     simulator_delivery_errors: Counter
 
@@ -160,6 +163,9 @@ def pipeline_metrics() -> PipelineMetrics:
         metrics.rollup_runs.labels(group, "success")
         metrics.rollup_runs.labels(group, "failure")
         metrics.rollup_run_duration.labels(group)
+    for mode in FOLD_MODES:
+        metrics.rollup_fold_duration.labels(mode)
+        metrics.rollup_events_folded.labels(mode)
     return metrics
 
 
@@ -241,6 +247,20 @@ def _create_pipeline_metrics() -> PipelineMetrics:
             "shoppulse_rollup_rows_changed",
             "Serving rows deleted plus inserted by rollup writes, by asset.",
             ("asset",),
+            registry=registry,
+        ),
+        rollup_fold_duration=Histogram(
+            "shoppulse_rollup_fold_duration_seconds",
+            "Wall time of one incremental fold of a day's event rollups, by mode (fold: only the new events; "
+            "rebuild: the state rebuilt from the whole day).",
+            ("mode",),
+            buckets=RUN_SECONDS_BUCKETS,
+            registry=registry,
+        ),
+        rollup_events_folded=Counter(
+            "shoppulse_rollup_events_folded",
+            "Events incremental folds counted into the rollups (first copies of new event ids), by mode.",
+            ("mode",),
             registry=registry,
         ),
         simulator_sent=Counter(
@@ -326,6 +346,22 @@ def rollup_run(group: str) -> Iterator[Callable[[Iterable[PartitionOutcome]], No
     finally:
         m.rollup_run_duration.labels(group).observe(time.monotonic() - began)
     m.rollup_runs.labels(group, "success").inc()
+
+
+class FoldResult(Protocol):
+    """One incremental fold (shoppulse.rollups.incremental.fold.FoldOutcome has these)."""
+
+    rebuilt: bool
+    events_folded: int
+    seconds: float
+
+
+def record_fold(outcome: FoldResult) -> None:
+    """Time and count one incremental fold of a day's event rollups."""
+    m = pipeline_metrics()
+    mode = "rebuild" if outcome.rebuilt else "fold"
+    m.rollup_fold_duration.labels(mode).observe(outcome.seconds)
+    m.rollup_events_folded.labels(mode).inc(outcome.events_folded)
 
 
 # ----------------------------------------------------------------------------------- scrape-time

@@ -27,6 +27,7 @@ from shoppulse.rollups import catalog
 from shoppulse.rollups.customers import customers_daily
 from shoppulse.rollups.funnel import funnel_daily
 from shoppulse.rollups.fx import fx_rows, rates_in_force
+from shoppulse.rollups.incremental.fold import FoldOutcome
 from shoppulse.rollups.products import products_tables
 from shoppulse.rollups.quality import (
     late_events_daily,
@@ -371,3 +372,39 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("postgresql://unused/unused")).get_current_head()
+
+
+def fold_event_rollups(
+    lake_dir: LakeRef,
+    database_url: str,
+    day: dt.date,
+    assets: Collection[str],
+    reporting_currency: str,
+    run_id: str | None = None,
+    keep_state_days: int = 4,
+) -> tuple[RunSummary, FoldOutcome]:
+    """Bring every event rollup of `day` up to the lake by folding only the events it received since its
+    fold state's lake version (see `shoppulse.rollups.incremental`); fold state of days more than
+    `keep_state_days` before `day` is dropped (those partitions only ever recompute)."""
+    from shoppulse.rollups.incremental import fold_partition, prune_state
+
+    began = time.monotonic()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+
+        def fx(d: dt.date, currencies: Collection[str]) -> Mapping[str, Decimal]:
+            return rates_in_force(conn, d, currencies)
+
+        outcome = fold_partition(lake_dir, conn, day, fx, reporting_currency, run_id)
+        prune_state(conn, day - dt.timedelta(days=keep_state_days))
+    per_asset = {asset: sum(outcome.rows_touched.get(t.name, 0) for t in catalog.TABLES[asset]) for asset in assets}
+    summary = RunSummary(
+        [
+            WriteOutcome(
+                asset, day, True, outcome.row_counts.get(asset, 0), outcome.lake_version, None, per_asset[asset]
+            )
+            for asset in catalog.EVENT_ROLLUPS
+            if asset in assets
+        ]
+    )
+    summary.seconds = time.monotonic() - began
+    return summary, outcome

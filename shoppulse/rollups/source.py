@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shoppulse.contract.schema import LAKE_SCHEMA
+from shoppulse.lake import LakeLogUnavailableError, events_added, table_version
 from shoppulse.lake.decode import QUARANTINE_SCHEMA
 from shoppulse.lake.layout import LakeTable, PartitionSnapshot, pinned_table, read_partition
 from shoppulse.lake.table import LakeRef, arrow_filesystem, file_path, lake_uri, offsets_in, polars_storage_options
@@ -156,12 +157,44 @@ class DayEvents:
 
 
 def load_day(lake_dir: LakeRef, day: dt.date, version: int | None = None) -> DayEvents:
-    """Read and deduplicate the events partition of `day` at table `version` (default: the newest).
+    """Read and deduplicate the events partition of `day` at table `version` (default: the newest)."""
+    return events_of_snapshot(read_partition(lake_dir, LakeTable.EVENTS, day, version))
+
+
+def load_day_added(
+    lake_dir: LakeRef, day: dt.date, after_version: int, until_version: int | None = None
+) -> tuple[DayEvents | None, int]:
+    """The rows the events partition of `day` received in table versions (after_version, until_version]
+    (default: up to the newest), each event_id once among them (first-delivered copy kept, as `load_day`
+    yields them), and the version they reach.
+
+    Only data-changing commits (drains) add rows; optimize rewrites move rows without changing them, and
+    the files they replaced stay readable until vacuumed, so the added files are read themselves. Returns
+    None for the rows when they cannot be told apart any more (the log of the range was cleaned up, or an
+    added file was vacuumed): the caller then recomputes the day in full. The one lake-facing function of
+    incremental folding.
+    """
+    until = table_version(lake_dir) if until_version is None else until_version
+    if until < after_version:
+        return None, until  # the lake went back (rebuilt): nothing to fold onto
+    try:
+        files = events_added(lake_dir, day, after_version, until) if until > after_version else []
+    except LakeLogUnavailableError:
+        return None, until
+    snapshot = PartitionSnapshot(LakeTable.EVENTS, day, until, tuple(sorted(files)), 0, lake_uri(lake_dir))
+    try:
+        return events_of_snapshot(snapshot), until
+    except (OSError, pl.exceptions.ComputeError):  # an added file vacuumed while it was read
+        return None, until
+
+
+def events_of_snapshot(snapshot: PartitionSnapshot) -> DayEvents:
+    """Read and deduplicate the events of a snapshot's files.
 
     Both reads number rows the same way (same files, same order), so the copies found among all
     events are dropped from the money-moving ones by row number: one rule, applied once.
     """
-    snapshot = read_partition(lake_dir, LakeTable.EVENTS, day, version)
+    day = snapshot.date
     events = scan_partition(snapshot, ACTIVITY_COLUMNS, row_index=True).collect()
     # The second read decodes only the money columns; the columns both frames have are gathered from
     # `events` by row number instead of being decoded again for every row of the day.

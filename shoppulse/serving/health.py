@@ -47,6 +47,7 @@ async def freshness(ctx: QueryContext, monitor: HealthMonitor) -> QueryResult:
             (monitor.settings.events_topic,),
         )
         progress = await cursor.fetchall()
+        catching_up = await _catching_up(cursor)
     assets: list[dict[str, Any]] = []
     for asset in sorted(set(ASSETS) | set(ledger)):
         row = ledger.get(asset)
@@ -76,6 +77,7 @@ async def freshness(ctx: QueryContext, monitor: HealthMonitor) -> QueryResult:
         "reasons": reasons,
         "drain_watchdog": monitor.watchdog_state(),
     }
+    data["catching_up"] = catching_up
     watermarks = [asset["watermark"] for asset in assets if asset["watermark"] is not None]
     meta = Meta(
         as_of=max(materialized, default=None),
@@ -84,3 +86,18 @@ async def freshness(ctx: QueryContext, monitor: HealthMonitor) -> QueryResult:
         tz="UTC",
     )
     return QueryResult(data, meta, tuple(Scope(asset) for asset in ASSETS))
+
+
+async def _catching_up(cursor: Any) -> list[dict[str, Any]]:
+    """Partitions whose ledger lags the lake, as the rollup reconciler last saw them (empty before its
+    migration or first evaluation)."""
+    await cursor.execute("SELECT to_regclass('analytics.rollup_reconcile') IS NOT NULL AS present")
+    row = await cursor.fetchone()
+    if not row or not row["present"]:
+        return []
+    await cursor.execute(
+        "SELECT asset, partition_date AS partition, ledger_version, lake_version, attempts, in_flight,"
+        " lagging_since, next_attempt_at, attempts >= 2 AS backing_off"
+        " FROM analytics.rollup_reconcile ORDER BY partition_date, asset"
+    )
+    return list(await cursor.fetchall())

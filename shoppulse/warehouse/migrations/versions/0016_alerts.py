@@ -15,7 +15,7 @@ Revises: 0003
 from alembic import op
 
 revision = "0016"
-down_revision = "0003"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

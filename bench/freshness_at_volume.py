@@ -1,0 +1,257 @@
+"""Freshness when today is already big: produced -> visible with N events preloaded into today, against an
+empty day in the same run.
+
+    uv run python bench/freshness_at_volume.py [--preload 10000000 50000000] [--rate 1000] [--minutes 2]
+
+For each case (an empty day first, then each --preload size) the script starts the whole stack the way
+`make run` does (own SHOPPULSE_HOME, free ports, fresh topic and databases), preloads today's partition
+with `python -m simulator burst --events N --days <the part of today already past>`, waits until the lake
+holds it and today's rollups caught up with it, then runs the live simulator at --rate events/s and
+measures, as bench/freshness.py does, produced -> visible in the serving tables (p50/p95/p99), plus each
+rollup run worker's CPU seconds and peak RSS (sampled from /proc every 50 ms: a run shorter than that is
+missed, and CPU is a lower bound by up to one sample). Prints one table and the loaded/empty ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from freshness import poll_watermarks, visibility_latencies
+from psycopg import sql
+
+from shoppulse.lake.layout import LakeTable, read_partition
+from shoppulse.rollups.incremental.fold import state_bytes
+from shoppulse.settings import PROJECT_ROOT, get_settings
+from shoppulse.stack import services
+from shoppulse.stack.isolated import start_isolated_run
+from shoppulse.stack.kafka import ensure_topic
+from shoppulse.warehouse.db import with_database
+
+WARMUP_SECONDS = 30
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class WorkerSamples:
+    """Per run worker pid: the newest CPU seconds and peak RSS seen in /proc."""
+
+    cpu: dict[int, float] = field(default_factory=dict)
+    peak_rss_mb: dict[int, float] = field(default_factory=dict)
+
+    def sample(self, pid: int) -> None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return
+        self.cpu[pid] = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                self.peak_rss_mb[pid] = int(line.split()[1]) / 1024
+
+
+def watch_run_workers(dagster_url: str, since: float, stop: threading.Event, samples: WorkerSamples) -> None:
+    """Sample every rollups run worker started after `since` until `stop`."""
+    with psycopg.connect(dagster_url, autocommit=True) as conn:
+        pids: set[int] = set()
+        last_query = 0.0
+        while not stop.is_set():
+            if time.time() - last_query > 0.5:
+                rows = conn.execute(
+                    """SELECT t.value FROM runs r JOIN run_tags t ON t.run_id = r.run_id
+                       WHERE t.key = 'shoppulse/run_worker_pid' AND r.pipeline_name = 'rollups'
+                         AND r.create_timestamp > to_timestamp(%s) AT TIME ZONE 'UTC'""",
+                    (since,),
+                ).fetchall()
+                pids |= {int(value) for (value,) in rows}
+                last_query = time.time()
+            for pid in list(pids):
+                if Path(f"/proc/{pid}").exists():
+                    samples.sample(pid)
+            time.sleep(0.05)
+
+
+def caught_up(database_url: str, lake: Path, events: int) -> bool:
+    """The lake holds at least `events` rows for today and today's sales ledger reflects its version."""
+    snapshot = read_partition(lake, LakeTable.EVENTS, dt.datetime.now(dt.UTC).date())
+    if snapshot.rows < events:
+        return False
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT lake_version FROM analytics.materializations WHERE asset = 'sales' AND partition_date = %s",
+            (snapshot.date,),
+        ).fetchone()
+    return row is not None and row[0] >= snapshot.version
+
+
+def simulator(command: str, env: dict[str, str], topic: str, servers: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "simulator", command, *args, "--topic", topic, "--bootstrap-servers", servers,
+         "--no-progress"],
+        env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@dataclass
+class CaseResult:
+    name: str
+    preloaded: int
+    latencies: np.ndarray
+    runs: int
+    cpu: list[float]
+    peak_rss_mb: list[float]
+    preload_seconds: float
+    state_mb: float
+
+
+def run_case(name: str, preload: int, rate: float, measured: float, incremental: bool) -> CaseResult:
+    settings = get_settings()
+    topic = f"bench.volume.{uuid.uuid4().hex[:8]}"
+    databases = [f"bench_volume_{uuid.uuid4().hex[:8]}", f"bench_volume_dagster_{uuid.uuid4().hex[:8]}"]
+    ensure_topic(settings.bootstrap_servers, topic, settings.events_topic_partitions)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for db in databases:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+    home = Path(tempfile.mkdtemp(prefix="bench-volume-")) / "home"
+    database_url = with_database(settings.database_url, databases[0])
+    dagster_url = with_database(settings.database_url, databases[1])
+    run = start_isolated_run(
+        home,
+        home.parent / "run.log",
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "SHOPPULSE_EVENTS_TOPIC": topic,
+            "DATABASE_URL": database_url,
+            "DAGSTER_DATABASE_URL": dagster_url,
+            "SHOPPULSE_INCREMENTAL_ROLLUPS": "true" if incremental else "false",
+        },
+        timeout=300,
+    )
+    live = None
+    stop = threading.Event()
+    samples = WorkerSamples()
+    try:
+        began = time.time()
+        if preload:
+            now = dt.datetime.now(dt.UTC)
+            past = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86_400
+            burst = simulator(
+                "burst", run.env, topic, settings.bootstrap_servers, "--events", str(preload),
+                "--days", f"{max(past * 0.95, 0.01):.4f}", "--seed", "11",
+            )  # fmt: skip
+            print(f"[{name}] preloading {preload:,} events into today ...", flush=True)
+            if burst.wait() != 0:
+                raise RuntimeError("simulator burst failed")
+            while not caught_up(database_url, home / "lake", preload):
+                time.sleep(5)
+        preload_seconds = time.time() - began
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            state_mb = state_bytes(conn) / 1e6
+        print(f"[{name}] today holds {preload:,} events ({preload_seconds:.0f}s); live at {rate:.0f}/s", flush=True)
+        live = simulator(
+            "live", run.env, topic, settings.bootstrap_servers, "--rate", str(rate),
+            "--duration", str(WARMUP_SECONDS + measured + 5), "--seed", "7",
+        )  # fmt: skip
+        time.sleep(WARMUP_SECONDS)
+        start = time.time()
+        watcher = threading.Thread(target=watch_run_workers, args=(dagster_url, start, stop, samples), daemon=True)
+        watcher.start()
+        serving, _ = poll_watermarks(database_url, home / "lake", measured + 20)
+        stop.set()
+        watcher.join(10)
+    finally:
+        stop.set()
+        if live is not None and live.poll() is None:
+            live.send_signal(signal.SIGTERM)
+            live.wait(30)
+        run.proc.send_signal(signal.SIGINT)
+        run.proc.wait(180)
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            for db in databases:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+    latencies = visibility_latencies(serving, start, start + measured)
+    return CaseResult(
+        name,
+        preload,
+        latencies,
+        len({w for _, w in serving}),
+        sorted(samples.cpu.values()),
+        sorted(samples.peak_rss_mb.values()),
+        preload_seconds,
+        state_mb,
+    )
+
+
+def quantiles(values: list[float] | np.ndarray) -> tuple[float, float, float]:
+    if len(values) == 0:
+        return (float("nan"),) * 3  # type: ignore[return-value]
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return float(p50), float(p95), float(p99)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preload", type=int, nargs="+", default=[10_000_000], help="events preloaded into today")
+    parser.add_argument("--rate", type=float, default=1000.0, help="live simulator events/s")
+    parser.add_argument("--minutes", type=float, default=2.0, help="measured minutes per case (after a 30 s warm-up)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["fold", "recompute"],
+        default=["fold"],
+        help="live runs fold (the default) and/or recompute the day (SHOPPULSE_INCREMENTAL_ROLLUPS=false)",
+    )
+    args = parser.parse_args()
+    # Started in the background, a process inherits SIGINT ignored: make Ctrl-C / kill -INT / -TERM tear the
+    # stacks down (the `finally` of each case) instead of leaving them running.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    services.up(get_settings())
+    cases = []
+    for mode in args.modes:
+        cases.append(run_case(f"{mode}: empty day", 0, args.rate, args.minutes * 60, mode == "fold"))
+        for size in args.preload:
+            name = f"{mode}: {size / 1e6:g}M"
+            cases.append(run_case(name, size, args.rate, args.minutes * 60, mode == "fold"))
+
+    print()
+    print(f"live {args.rate:.0f} events/s, {args.minutes:g} min measured per case")
+    print(
+        f"{'case':<22} {'p50 s':>6} {'p95 s':>6} {'p99 s':>6} {'runs':>5} {'run CPU p50/p95 s':>18} "
+        f"{'worker peak RSS max MB':>23} {'preload s':>10} {'fold state MB':>14}"
+    )
+    for case in cases:
+        p50, p95, p99 = quantiles(case.latencies)
+        c50, c95, _ = quantiles(case.cpu)
+        rss = max(case.peak_rss_mb, default=float("nan"))
+        print(
+            f"{case.name:<22} {p50:6.1f} {p95:6.1f} {p99:6.1f} {len(case.cpu):5d} {c50:8.2f} / {c95:<7.2f} "
+            f"{rss:23.0f} {case.preload_seconds:10.0f} {case.state_mb:14.0f}"
+        )
+    for case in cases:
+        empty = next(c for c in cases if c.preloaded == 0 and c.name.split(":")[0] == case.name.split(":")[0])
+        if case is empty:
+            continue
+        ratio_p95 = quantiles(case.latencies)[1] / quantiles(empty.latencies)[1]
+        ratio_cpu = quantiles(case.cpu)[0] / quantiles(empty.cpu)[0]
+        print(
+            f"{case.name} / empty day: p95 {ratio_p95:.2f}x (target <= 1.5x), run CPU p50 {ratio_cpu:.2f}x; "
+            f"worker peak RSS {max(case.peak_rss_mb, default=float('nan')):.0f} MB (target <= 1024)"
+        )
+
+
+if __name__ == "__main__":
+    main()
