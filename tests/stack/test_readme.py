@@ -21,7 +21,7 @@ def test_readme_starts_with_the_two_commands() -> None:
 
 def configuration_rows(text: str) -> dict[str, str]:
     """Variable -> default column of the markdown configuration table in `text`."""
-    return dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]*) \|", text, re.M))
+    return dict(re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", text, re.M))
 
 
 def shown_default(default: str) -> str:
