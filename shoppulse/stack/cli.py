@@ -195,7 +195,13 @@ def run(simulator: bool) -> None:
             f"  PostgreSQL      {settings.database_url}\n"
             f"  Lake            {settings.lake_location}  (Delta table"
             f"{'; s3proxy ' + settings.local_s3_env()['AWS_ENDPOINT_URL'] if settings.local_s3 else ''})\n"
-            f"  Logs            {settings.logs_dir}  (python -m shoppulse.stack logs -f SERVICE)\n"
+            f"  Metrics         http://127.0.0.1:{settings.metrics_port}/metrics  (pipeline; the API's: /metrics)\n"
+            + (
+                f"  Prometheus      http://127.0.0.1:{settings.prometheus_port}  (alert rules: ops/prometheus)\n"
+                if "prometheus" in supervisor.states
+                else ""
+            )
+            + f"  Logs            {settings.logs_dir}  (python -m shoppulse.stack logs -f SERVICE)\n"
             "A process that dies is restarted; a stalled drain is healed. Press Ctrl-C to stop.",
         )
         while True:
