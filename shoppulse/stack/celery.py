@@ -14,9 +14,6 @@ See docs/scaling.md.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ from typing import Any
 import yaml
 
 from shoppulse.settings import PROJECT_ROOT, Settings
-from shoppulse.stack.errors import StackError
+from shoppulse.stack.debian import binary_from_package
 
 CELERY_APP = "pipelines.celery_app"
 QUEUE = "dagster"
@@ -76,26 +73,12 @@ def celery_instance_yaml(settings: Settings, base: Path = PROJECT_ROOT / "dagste
 
 def redis_binary() -> str:
     """Debian's redis-server, installed with apt-get when missing (root only)."""
-    binary = shutil.which("redis-server")
-    if binary is not None:
-        return binary
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise StackError(
-            "SHOPPULSE_RUN_LAUNCHER=celery needs Redis: install Debian's `redis-server`, or set SHOPPULSE_REDIS_URL"
-        )
-    print("stack: installing Debian's redis-server with apt-get (Celery's broker)", file=sys.stderr)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
-    ):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise StackError(f"{' '.join(argv)} failed:\n{done.stderr.strip()[-2000:]}")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise StackError("apt-get installed redis-server but it is not on PATH")
-    return binary
+    return binary_from_package(
+        "redis-server",
+        ["redis-server"],
+        "SHOPPULSE_RUN_LAUNCHER=celery needs Redis as Celery's broker",
+        "install Debian's `redis-server`, or set SHOPPULSE_REDIS_URL",
+    )
 
 
 def redis_argv(settings: Settings, binary: str) -> tuple[str, ...]:

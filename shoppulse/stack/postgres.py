@@ -7,13 +7,13 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from shoppulse.settings import Settings
+from shoppulse.stack.debian import apt_install, can_install
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.processes import port_is_open, process_cmdline, tail
 
@@ -41,27 +41,21 @@ def find_server_bindir() -> Path | None:
 
 def install_server_binaries() -> Path:
     """Install Debian's `postgresql` package (root only), without its default cluster."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if not can_install():
         raise StackError(
             "PostgreSQL server binaries (initdb, pg_ctl) not found: install them (apt-get install postgresql), "
             "or set DATABASE_URL to use an existing server"
         )
-    print(
-        "PostgreSQL server binaries not found: installing Debian's 'postgresql' package (apt-get) ...", file=sys.stderr
-    )
     conf = Path("/etc/postgresql-common/createcluster.conf")
     conf.parent.mkdir(parents=True, exist_ok=True)
     if "create_main_cluster = false" not in (conf.read_text() if conf.exists() else ""):
         with open(conf, "a") as handle:  # we run our own cluster; skip Debian's default one on 5432
             handle.write("\ncreate_main_cluster = false\n")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
-    ):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if proc.returncode != 0:
-            raise StackError(f"'{' '.join(cmd)}' failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
+    apt_install(
+        ["postgresql"],
+        "PostgreSQL server binaries not found (the project-local cluster needs initdb and pg_ctl)",
+        "set DATABASE_URL to use an existing server",
+    )
     bindir = find_server_bindir()
     if bindir is None:
         raise StackError("installed 'postgresql' but still found no initdb/pg_ctl under /usr/lib/postgresql/*/bin")

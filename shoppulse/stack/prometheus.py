@@ -9,15 +9,13 @@ ports and the rule files at `ops/prometheus/rules/`; the rendered copy and the T
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
 from shoppulse.settings import PROJECT_ROOT, Settings
+from shoppulse.stack.debian import binary_from_package
 from shoppulse.stack.errors import StackError
 
 OPS_DIR = PROJECT_ROOT / "ops" / "prometheus"
@@ -35,24 +33,12 @@ def prometheus_binary() -> str | None:
 
 def install_prometheus() -> str:
     """Install Debian's prometheus (with promtool) via apt-get; the binary's path."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise StackError(
-            "SHOPPULSE_PROMETHEUS=1 but prometheus is not installed and cannot be installed here "
-            "(needs root and apt-get): install Debian's `prometheus` package, or set SHOPPULSE_PROMETHEUS=0"
-        )
-    print("stack: installing Debian's prometheus (and promtool) with apt-get", file=sys.stderr)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES],
-    ):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise StackError(f"{' '.join(argv)} failed:\n{done.stderr.strip()[-2000:]}")
-    binary = prometheus_binary()
-    if binary is None:
-        raise StackError("apt-get installed prometheus but no `prometheus` binary is on PATH")
-    return binary
+    return binary_from_package(
+        "prometheus",
+        APT_PACKAGES,
+        "SHOPPULSE_PROMETHEUS=1: Prometheus (and promtool) for the stack's metrics and alert rules",
+        "install Debian's `prometheus` package, or set SHOPPULSE_PROMETHEUS=0",
+    )
 
 
 def wanted_prometheus(settings: Settings) -> str | None:
