@@ -13,7 +13,7 @@ from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake import LakeLogUnavailableError, committed_offsets, events_added, table_version
 from shoppulse.lake.compaction import compact_one, vacuum
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
-from shoppulse.lake.table import open_table
+from shoppulse.lake.table import _log_entry, open_table
 from shoppulse.lake.writer import StaleOffsetsError, append_events, commit_files, write_file
 
 DAY = dt.date(2026, 11, 20)
@@ -119,7 +119,10 @@ def test_events_added_lists_the_data_files_of_a_version_range(tmp_path: Path) ->
     assert events_added(tmp_path, DAY, 1, 2) == [second]
     assert [pl.read_parquet(f).height for f in events_added(tmp_path, OTHER_DAY, 0, 2)] == [4]
     assert events_added(tmp_path, DAY, 2, 2) == []
-    # When the log of the range is gone, the caller is told to recompute.
+    # A process keeps the commits it read (they are immutable); one that never read them, when the log
+    # of the range is gone, is told to recompute.
     shutil.move(tmp_path / "_delta_log" / f"{1:020d}.json", tmp_path / "moved.json")
+    assert events_added(tmp_path, DAY, 0, 2) == [first, second]
+    _log_entry.cache_clear()
     with pytest.raises(LakeLogUnavailableError):
         events_added(tmp_path, DAY, 0, 2)
