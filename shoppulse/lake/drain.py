@@ -86,6 +86,17 @@ class DrainConfig:
         return ""
 
     @property
+    def compacts(self) -> bool:
+        """Whether this drain runs optimize and vacuum: the unsharded drain, or shard 0 of a sharded set.
+
+        delta-rs 1.6 does not refuse the second of two optimize commits that removed the same files from
+        one snapshot: both land and the partition's rows count twice. So exactly one writer per table
+        compacts (the shard lock keeps a shard's ticks on one host from overlapping); the other shards,
+        and drains of explicit partition lists, only append.
+        """
+        return (self.shard is None and self.partitions is None) or (self.shard is not None and self.shard[0] == 0)
+
+    @property
     def shard_key(self) -> tuple[int, ...] | None:
         if self.shard is not None:
             return (-1, *self.shard)
@@ -376,12 +387,12 @@ def drain_unlocked(config: DrainConfig, began: float | None = None) -> DrainResu
     if pending:
         with paused_cyclic_gc():  # one GC-tracked Message per record: see shoppulse/gc_pause.py
             _consume_and_commit(config, table, consumer, partitions, pending, targets, start, began, result)
-    if result.status == "drained" and time.monotonic() - began < config.max_seconds:
+    if result.status == "drained" and config.compacts and time.monotonic() - began < config.max_seconds:
         candidates = [(LakeTable(t), dt.date.fromisoformat(d)) for t, days in result.changed.items() for d in days]
         result.compacted = compact_one(
             lake, config.compaction_min_files, candidates, config.compaction_target_bytes, version=result.seq
         )
-    if result.status == "drained" and result.seq % config.vacuum_every_versions == 0:
+    if result.status == "drained" and config.compacts and result.seq % config.vacuum_every_versions == 0:
         vacuum(lake, config.vacuum_retention_hours)
     return result
 

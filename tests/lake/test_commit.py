@@ -12,6 +12,7 @@ import pytest
 from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake import LakeLogUnavailableError, committed_offsets, events_added, table_version
 from shoppulse.lake.compaction import compact_one, vacuum
+from shoppulse.lake.drain import DrainConfig
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
 from shoppulse.lake.table import _log_entry, open_table
 from shoppulse.lake.writer import StaleOffsetsError, append_events, commit_files, write_file
@@ -126,3 +127,23 @@ def test_events_added_lists_the_data_files_of_a_version_range(tmp_path: Path) ->
     _log_entry.cache_clear()
     with pytest.raises(LakeLogUnavailableError):
         events_added(tmp_path, DAY, 0, 2)
+
+
+def test_exactly_one_drain_of_a_sharded_set_compacts(tmp_path: Path) -> None:
+    """delta-rs lets two optimize commits from one snapshot both land (the partition's rows then count
+    twice: shown here), so only the unsharded drain or shard 0 of a set runs optimize and vacuum."""
+    for i in range(4):
+        append_events(tmp_path, _events(2, DAY, 10 * i))
+    first, second = open_table(tmp_path), open_table(tmp_path)
+    first.optimize.compact()
+    second.optimize.compact()  # not refused, although the files it removes are gone
+    rows = pl.concat([pl.read_parquet(f) for f in read_partition(tmp_path, LakeTable.EVENTS, DAY).paths])
+    assert rows.height == 2 * rows["kafka_offset"].n_unique()  # why a second compactor must not exist
+
+    def config(**shard: object) -> DrainConfig:
+        return DrainConfig("127.0.0.1:1", "t", tmp_path, **shard)  # type: ignore[arg-type]
+
+    assert config().compacts
+    assert config(shard=(0, 3)).compacts
+    assert not config(shard=(1, 3)).compacts and not config(shard=(2, 3)).compacts
+    assert not config(partitions=(0, 1)).compacts
