@@ -133,3 +133,15 @@ def partition_change_versions(lake: LakeRef) -> PartitionChanges:
         return PartitionChanges(
             scan.known_after, scan.scanned_until, {t: dict(days) for t, days in scan.versions.items()}
         )
+
+
+def days_changed(lake: LakeRef, table: LakeTable, after_version: int, until_version: int) -> set[dt.date]:
+    """Partition dates of `table` that data-changing commits in (after_version, until_version] added rows
+    to (optimize rewrites are not changes). Raises LakeLogUnavailableError when part of the range's log
+    is gone."""
+    days: set[dt.date] = set()
+    for version, actions in commits_between(lake, after_version, until_version):
+        for added in added_files(version, actions):
+            if added.data_change and added.kind == table.value:
+                days.add(dt.date.fromisoformat(added.date))
+    return days

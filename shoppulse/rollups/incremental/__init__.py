@@ -8,7 +8,8 @@ import json
 import polars as pl
 import psycopg
 
-from shoppulse.lake.changes import partition_change_versions
+from shoppulse.lake import LakeLogUnavailableError
+from shoppulse.lake.changes import days_changed
 from shoppulse.lake.layout import LakeTable
 from shoppulse.lake.table import LakeRef
 from shoppulse.metrics import MAU_DAYS
@@ -63,13 +64,14 @@ def window_since(lake: LakeRef, day: dt.date, assumed: str, version: int) -> Use
         return None
     if version < before:
         return None
-    changes = partition_change_versions(lake)
-    if before < changes.known_after:
+    try:  # only the commits since the state's window: a run worker reads a few log entries, not the log
+        changed = days_changed(lake, LakeTable.EVENTS, before, version)
+    except LakeLogUnavailableError:
         return None
     users, tails = [], []
     cutoff = day_start(day) - dt.timedelta(minutes=LOOKBACK_MINUTES)
     for window_day in _window_days(day):
-        if changes.version(LakeTable.EVENTS, window_day) <= before:
+        if window_day not in changed:
             continue  # nothing landed for that day since the state's window
         added, _ = load_day_added(lake, window_day, before, version)
         if added is None:
