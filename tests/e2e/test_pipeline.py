@@ -12,20 +12,17 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import polars as pl
-import psycopg
 import pytest
-from psycopg import sql
 
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
 from shoppulse.settings import PROJECT_ROOT, Settings
 from shoppulse.stack.isolated import start_isolated_run
 from shoppulse.stack.processes import port_is_open
-from shoppulse.warehouse.db import with_database
+from tests.conftest import isolated_stack_databases
 
 pytestmark = pytest.mark.slow
 SALES = ("orders", "units", "gross_sales", "discounts", "returns", "net_sales", "shipping", "taxes", "total_sales")
@@ -35,32 +32,17 @@ SALES = ("orders", "units", "gross_sales", "discounts", "returns", "net_sales", 
 def isolated_run(stack, settings: Settings, tmp_path: Path, kafka_topic):
     """`python -m shoppulse.stack run --no-simulator` on its own home, ports, topic and databases."""
     topic = kafka_topic("e2e", partitions=6)
-    names = [f"e2e_{uuid.uuid4().hex[:8]}", f"e2e_dagster_{uuid.uuid4().hex[:8]}"]
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    run = start_isolated_run(
-        tmp_path / "home",
-        tmp_path / "run.log",
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "SHOPPULSE_EVENTS_TOPIC": topic,
-            "DATABASE_URL": with_database(settings.database_url, names[0]),
-            "DAGSTER_DATABASE_URL": with_database(settings.database_url, names[1]),
-        },
-    )
-    yield {
-        "proc": run.proc,
-        "env": run.env,
-        "topic": topic,
-        "ports": run.ports,
-        "home": tmp_path / "home",
-        "log": run.log,
-    }
-    run.stop()
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with isolated_stack_databases(settings, "e2e", topic) as databases:
+        run = start_isolated_run(tmp_path / "home", tmp_path / "run.log", databases)
+        yield {
+            "proc": run.proc,
+            "env": run.env,
+            "topic": topic,
+            "ports": run.ports,
+            "home": tmp_path / "home",
+            "log": run.log,
+        }
+        run.stop()
 
 
 def api_sales(client: httpx.Client, day: str, currency: str) -> dict:

@@ -18,11 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from psycopg import sql
 
 from shoppulse.lake import committed_offsets
 from shoppulse.lake.lag import broker_lag
@@ -30,7 +28,7 @@ from shoppulse.settings import Settings
 from shoppulse.stack.isolated import IsolatedRun, start_isolated_run
 from shoppulse.stack.kafka import ensure_topic
 from shoppulse.stack.processes import child_pids, process_cmdline, wait_until
-from shoppulse.warehouse.db import with_database
+from tests.conftest import isolated_stack_databases
 from tests.e2e.test_pipeline import SALES, api_sales
 from tests.simulator.oracle import recompute
 
@@ -52,31 +50,14 @@ def healing_run(stack, settings: Settings, tmp_path_factory: pytest.TempPathFact
     tmp = tmp_path_factory.mktemp("healing")
     topic = f"test.healing.{uuid.uuid4().hex[:10]}"
     ensure_topic(settings.bootstrap_servers, topic, PARTITIONS)
-    names = [f"heal_{uuid.uuid4().hex[:8]}", f"heal_dagster_{uuid.uuid4().hex[:8]}"]
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    run = start_isolated_run(
-        tmp / "home",
-        tmp / "run.log",
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "SHOPPULSE_EVENTS_TOPIC": topic,
-            "DATABASE_URL": with_database(settings.database_url, names[0]),
-            "DAGSTER_DATABASE_URL": with_database(settings.database_url, names[1]),
-            **HEALTH_SETTINGS,
-        },
-        simulator=True,
-    )
-    try:
-        yield run, settings, topic, tmp / "home"
-    finally:
-        run.stop()
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            for name in names:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-        admin.delete_topics([topic])[topic].result(30)
+    with isolated_stack_databases(settings, "heal", topic) as databases:
+        run = start_isolated_run(tmp / "home", tmp / "run.log", {**databases, **HEALTH_SETTINGS}, simulator=True)
+        try:
+            yield run, settings, topic, tmp / "home"
+        finally:
+            run.stop()
+            admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+            admin.delete_topics([topic])[topic].result(30)
 
 
 class RunningStack:

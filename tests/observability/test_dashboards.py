@@ -12,18 +12,15 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 import yaml
-from psycopg import sql
 
 from shoppulse.settings import PROJECT_ROOT, Settings
 from shoppulse.stack.isolated import start_isolated_run
-from shoppulse.warehouse.db import with_database
+from tests.conftest import isolated_stack_databases
 
 GRAFANA = PROJECT_ROOT / "ops" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -137,27 +134,19 @@ def has_data(client: httpx.Client, expr: str, seconds: int = 600) -> bool:
 def observed_stack(stack, settings: Settings, tmp_path: Path, kafka_topic):
     """`stack run --no-simulator` with Prometheus (1 s scrapes) on its own home, ports, topic and databases."""
     topic = kafka_topic("dash", partitions=3)
-    names = [f"dash_{uuid.uuid4().hex[:8]}", f"dash_dagster_{uuid.uuid4().hex[:8]}"]
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    run = start_isolated_run(
-        tmp_path / "home",
-        tmp_path / "run.log",
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "SHOPPULSE_EVENTS_TOPIC": topic,
-            "DATABASE_URL": with_database(settings.database_url, names[0]),
-            "DAGSTER_DATABASE_URL": with_database(settings.database_url, names[1]),
-            "SHOPPULSE_PROMETHEUS": "1",
-            "SHOPPULSE_PROMETHEUS_SCRAPE_INTERVAL": "1s",
-        },
-    )
-    yield {"run": run, "topic": topic, "home": tmp_path / "home", "prometheus": run.ports["SHOPPULSE_PROMETHEUS_PORT"]}
-    run.stop()
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with isolated_stack_databases(settings, "dash", topic) as databases:
+        run = start_isolated_run(
+            tmp_path / "home",
+            tmp_path / "run.log",
+            {**databases, "SHOPPULSE_PROMETHEUS": "1", "SHOPPULSE_PROMETHEUS_SCRAPE_INTERVAL": "1s"},
+        )
+        yield {
+            "run": run,
+            "topic": topic,
+            "home": tmp_path / "home",
+            "prometheus": run.ports["SHOPPULSE_PROMETHEUS_PORT"],
+        }
+        run.stop()
 
 
 @pytest.mark.slow
