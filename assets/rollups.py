@@ -139,6 +139,7 @@ def fold_metadata(outcome: FoldOutcome, state_size: int) -> dict[str, MetadataVa
         "buckets_touched": MetadataValue.int(outcome.buckets_touched),
         "fold_state_bytes": MetadataValue.int(state_size),
         "fold_seconds": MetadataValue.float(round(outcome.seconds, 3)),
+        "fold_steps": MetadataValue.int(outcome.steps),
     }
 
 

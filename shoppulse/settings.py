@@ -88,6 +88,19 @@ class Settings(BaseSettings):
         description="Live rollup runs (today, late days within the horizon) fold only the new events into the "
         "rollups (shoppulse/rollups/incremental); off = every run recomputes its whole day.",
     )
+    recompute_check_max_events: int = Field(
+        default=5_000_000,
+        ge=0,
+        description="The recompute checks (matches_lake_recompute) recompute a day in memory (~1 GB per 2M events): "
+        "a day holding more events is reported as not comparable, with its size, instead of being recomputed.",
+    )
+    fold_max_events: int = Field(
+        default=500_000,
+        ge=1,
+        description="Most events one fold step holds in memory: a backlog is folded in steps of lake commits "
+        "(each its own transaction), and a day's state is rebuilt in chunks of files (one transaction), so a "
+        "run worker's memory follows this, not the size of the day or the backlog.",
+    )
 
     # API.
     api_keys: str = Field(default="", description="Comma-separated API keys; empty = no authentication.")

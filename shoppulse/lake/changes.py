@@ -145,3 +145,22 @@ def days_changed(lake: LakeRef, table: LakeTable, after_version: int, until_vers
             if added.data_change and added.kind == table.value:
                 days.add(dt.date.fromisoformat(added.date))
     return days
+
+
+def rows_added_per_version(
+    lake: LakeRef, table: LakeTable, day: dt.date, after_version: int, until_version: int
+) -> list[tuple[int, int]]:
+    """(version, rows) of each data-changing commit in (after_version, until_version] that added rows to
+    the `day` partition of `table`, in version order (optimize rewrites are not additions). Raises
+    LakeLogUnavailableError when part of the range's log is gone."""
+    wanted = day.isoformat()
+    added_rows: list[tuple[int, int]] = []
+    for version, actions in commits_between(lake, after_version, until_version):
+        rows = sum(
+            added.rows
+            for added in added_files(version, actions)
+            if added.data_change and added.kind == table.value and added.date == wanted
+        )
+        if rows:
+            added_rows.append((version, rows))
+    return added_rows

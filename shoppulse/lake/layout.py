@@ -48,6 +48,8 @@ class PartitionSnapshot:
     files: tuple[str, ...] = field(default_factory=tuple)
     rows: int = 0
     lake: str = ""
+    file_rows: tuple[int, ...] = ()
+    """Rows of each file, in `files` order (empty when not known)."""
 
     @property
     def paths(self) -> list[str]:
@@ -91,15 +93,15 @@ def read_partition(lake: LakeRef, table: LakeTable, date: dt.date, version: int 
     dates = actions.column(f"partition.{DATE_COLUMN}").to_pylist()
     paths = actions.column("path").to_pylist()
     counts = actions.column("num_records").to_pylist()
-    rows = 0
-    chosen = []
-    for kind, day, path, count in zip(kinds, dates, paths, counts, strict=True):
-        if kind == table.value and _as_date(day) == date:
-            chosen.append(path)
-            rows += int(count or 0)
+    chosen = sorted(
+        (path, int(count or 0))
+        for kind, day, path, count in zip(kinds, dates, paths, counts, strict=True)
+        if kind == table.value and _as_date(day) == date
+    )
     base = lake_uri(lake)
-    files = tuple(f"{base}/{path}" for path in sorted(chosen))
-    return PartitionSnapshot(table, date, delta.version(), files, rows, base)
+    files = tuple(f"{base}/{path}" for path, _ in chosen)
+    file_rows = tuple(count for _, count in chosen)
+    return PartitionSnapshot(table, date, delta.version(), files, sum(file_rows), base, file_rows)
 
 
 def _as_date(value: object) -> dt.date:

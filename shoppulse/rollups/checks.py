@@ -30,6 +30,7 @@ from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.runner import EventInputs, event_rollup_writes, fx_write, quality_write
 from shoppulse.rollups.source import scan_partition
 from shoppulse.rollups.writer import PartitionWrite, ledger_lake_version
+from shoppulse.settings import get_settings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -221,11 +222,13 @@ class RecomputeResult:
     lake_version: int
     differing_tables: dict[str, int] = field(default_factory=dict)
     """Table -> number of rows present on one side only."""
+    too_large: int = 0
+    """Events of a day not recomputed because a full recompute in memory would exceed the check's bound."""
 
     @property
     def comparable(self) -> bool:
         """The serving rows were computed from the lake snapshot just read (else the lake moved on)."""
-        return self.ledger_version == self.lake_version
+        return self.ledger_version == self.lake_version and not self.too_large
 
     @property
     def matches(self) -> bool:
@@ -321,6 +324,7 @@ def recompute_and_compare(
     computed from exactly that version), so a lake that moved on since does not make it incomparable.
     """
     writes: list[PartitionWrite] = []
+    writes_skipped: list[RecomputeResult] = []
     event_assets = [a for a in catalog.EVENT_ROLLUPS if a in assets]
     by_version: dict[int | None, list[str]] = {}
     for asset in event_assets:
@@ -329,7 +333,15 @@ def recompute_and_compare(
     def fx(d: dt.date, currencies: Collection[str]) -> dict[str, Decimal]:
         return rates_in_force(conn, d, currencies)
 
+    limit = get_settings().recompute_check_max_events
     for version, group in by_version.items():
+        events = read_partition(lake_dir, LakeTable.EVENTS, day, version).rows
+        if events > limit:
+            skipped = [RecomputeResult(a, day, version, version if version is not None else -1) for a in group]
+            for result in skipped:
+                result.too_large = events
+            writes_skipped.extend(skipped)
+            continue
         inputs = EventInputs(lake_dir, with_users=catalog.USERS in group, version=version).read(day)
         writes += event_rollup_writes(inputs, group, fx, reporting_currency)
     if catalog.FX_RATES in assets:
@@ -337,7 +349,7 @@ def recompute_and_compare(
     if catalog.INGEST_QUALITY in assets:
         version = ledger_lake_version(conn, catalog.INGEST_QUALITY, day)
         writes.append(quality_write(lake_dir, day, version=version))
-    return [compare_with_serving(conn, write) for write in writes]
+    return writes_skipped + [compare_with_serving(conn, write) for write in writes]
 
 
 def recompute_and_compare_days(

@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,7 +25,7 @@ from shoppulse.lake.decode import QUARANTINE_SCHEMA
 from shoppulse.lake.layout import LakeTable, PartitionSnapshot, pinned_table, read_partition
 from shoppulse.lake.table import LakeRef, arrow_filesystem, file_path, lake_uri, offsets_in, polars_storage_options
 from shoppulse.metrics import SALES_EVENT_TYPES
-from shoppulse.rollups.dedup import later_copies
+from shoppulse.rollups.dedup import DEDUP_KEY, FIRST_COPY_ORDER, later_copies
 from shoppulse.settings import get_settings
 
 
@@ -188,8 +189,9 @@ def load_day_added(
         return None, until
 
 
-def events_of_snapshot(snapshot: PartitionSnapshot) -> DayEvents:
-    """Read and deduplicate the events of a snapshot's files.
+def events_of_snapshot(snapshot: PartitionSnapshot, also_drop: pl.Series | None = None) -> DayEvents:
+    """Read and deduplicate the events of a snapshot's files (and drop the rows at positions `also_drop`:
+    copies that lose to a copy outside these files, see `later_copies_across`).
 
     Both reads number rows the same way (same files, same order), so the copies found among all
     events are dropped from the money-moving ones by row number: one rule, applied once.
@@ -212,11 +214,61 @@ def events_of_snapshot(snapshot: PartitionSnapshot) -> DayEvents:
         how="horizontal",
     ).select("row", *SALES_COLUMNS)
     drop = later_copies(events.drop("row"))
+    if also_drop is not None and not also_drop.is_empty():
+        drop = pl.concat([drop, also_drop.cast(drop.dtype)]).unique()
     if not drop.is_empty():
         # `row` is the position in `events`: a scattered mask filters ~3x faster than `is_in`.
         events = events.filter(pl.repeat(True, events.height, dtype=pl.Boolean, eager=True).scatter(drop, False))
         sales = sales.filter(~pl.col("row").is_in(drop.implode()))
     return DayEvents(day, snapshot, events.drop("row"), sales.drop("row"), drop.len())
+
+
+def file_range(snapshot: PartitionSnapshot, files: range) -> PartitionSnapshot:
+    """The part of `snapshot` made of the files at positions `files` (a chunk of a day)."""
+    rows = snapshot.file_rows[files.start : files.stop]
+    return replace(snapshot, files=snapshot.files[files.start : files.stop], rows=sum(rows), file_rows=rows)
+
+
+_HASH_SEED = 0x5EED
+
+
+def later_copies_across(snapshot: PartitionSnapshot) -> pl.Series:
+    """Positions (over all of the snapshot's rows, files in order) of the rows that are not the
+    first-delivered copy of their event (`dedup.later_copies` over the whole day), in memory that
+    follows the copies, not the day: ~8 bytes a row at most.
+
+    A first pass keeps 32 bits of each event_id's hash; only rows whose bits repeat (the copies, and
+    ~N²/2³³ chance look-alikes) are read again with their full key and resolved exactly.
+    """
+    ids = {"event_id": LAKE_SCHEMA["event_id"]}
+    hashes = [
+        scan_partition(file_range(snapshot, range(i, i + 1)), ids)
+        .select((pl.col("event_id").hash(_HASH_SEED) // (1 << 32)).cast(pl.UInt32))
+        .collect()
+        .to_series()
+        .to_numpy()
+        for i in range(len(snapshot.files))
+    ]
+    ordered = np.sort(np.concatenate(hashes)) if hashes else np.empty(0, np.uint32)
+    del hashes
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if repeated.size == 0:
+        return pl.Series("row", [], dtype=pl.UInt32)
+    suspects = pl.Series(repeated).implode()
+    key = _columns(*DEDUP_KEY, *FIRST_COPY_ORDER)
+    candidates, offset = [], 0
+    for i, rows in enumerate(snapshot.file_rows):
+        part = (
+            scan_partition(file_range(snapshot, range(i, i + 1)), key, row_index=True)
+            .filter((pl.col("event_id").hash(_HASH_SEED) // (1 << 32)).cast(pl.UInt32).is_in(suspects))
+            .with_columns(pl.col("row").cast(pl.Int64) + offset)
+            .collect()
+        )
+        candidates.append(part)
+        offset += rows
+    found = pl.concat(candidates)
+    return found["row"].gather(later_copies(found.drop("row"))).cast(pl.UInt32).sort()
 
 
 def order_lines_of_rows(snapshot: PartitionSnapshot, rows: pl.Series) -> pl.Series:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from pathlib import Path
 
 import polars as pl
 
 from shoppulse.contract.schema import LAKE_SCHEMA
-from shoppulse.lake.layout import LakeTable, PartitionSnapshot
+from shoppulse.lake.layout import LakeTable, PartitionSnapshot, read_partition
 from shoppulse.lake.writer import append_events
-from shoppulse.rollups.dedup import first_copies
-from shoppulse.rollups.source import load_day, order_lines_of_rows
+from shoppulse.rollups.dedup import first_copies, later_copies
+from shoppulse.rollups.source import (
+    ACTIVITY_COLUMNS,
+    later_copies_across,
+    load_day,
+    order_lines_of_rows,
+    scan_partition,
+)
 from tests.rollups.scenario import D1, at, event, frame, line, order
 
 
@@ -101,3 +108,24 @@ def test_order_lines_come_from_their_own_rows_across_files_and_older_files(tmp_p
     assert picked.dtype == LAKE_SCHEMA["items"]
     assert [None if v is None else [i["product_id"] for i in v] for v in picked.to_list()] == [["p3"], ["p1"], None]
     assert order_lines_of_rows(snapshot, pl.Series([], dtype=pl.UInt32)).dtype == LAKE_SCHEMA["items"]
+
+
+def test_copies_that_lose_across_files_are_the_ones_the_whole_day_drops(tmp_path: Path) -> None:
+    """`later_copies_across` (bounded memory, file by file) drops exactly the rows `later_copies` drops
+    over the whole day read at once, including copies whose winner is in another file, in either order."""
+    rng = random.Random(5)
+    rows = []
+    for number in range(400):
+        row = event("page_view", at(D1, "10:00:00"), "u1", "s1", event_id=f"e-{number % 150}")
+        row["kafka_ts"] += dt.timedelta(seconds=rng.randrange(0, 3))
+        row["kafka_partition"], row["kafka_offset"] = rng.randrange(3), rng.randrange(1_000)
+        rows.append(row)
+    lake = tmp_path / "lake"
+    for start in range(0, len(rows), 37):  # 11 commits: copies and their winners in different files
+        append_events(lake, frame(rows[start : start + 37]))
+    snapshot = read_partition(lake, LakeTable.EVENTS, D1)
+    assert len(snapshot.files) == 11 and snapshot.file_rows == (37,) * 10 + (30,)
+    whole = scan_partition(snapshot, ACTIVITY_COLUMNS).collect()
+    expected = later_copies(whole)
+    assert expected.len() == 250
+    assert later_copies_across(snapshot).to_list() == expected.sort().to_list()

@@ -26,6 +26,7 @@ from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.incremental import fold_partition
 from shoppulse.rollups.incremental.fold import read_header
 from shoppulse.rollups.source import load_day_added
+from shoppulse.settings import get_settings
 from tests.rollups import scenario
 from tests.rollups.conftest import write_fx
 
@@ -133,6 +134,46 @@ def test_random_batches_fold_to_the_full_recompute(tmp_path: Path, new_database,
     assert_matches_recompute(lake, url)
     assert folded >= len({row["event_id"] for row in today})  # every event folded (rebuilds refold)
     print(f"seed {seed}: {len(batches)} batches, {incremental} folded incrementally")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_backlogs_and_rebuilds_in_bounded_steps_fold_to_the_full_recompute(
+    tmp_path: Path, new_database, seed: int
+) -> None:
+    """With a memory bound of a few events: backlogs of several commits fold in steps, and rebuilds (no
+    state, or an earlier copy arrived) read the day in chunks of files whose copies lose to copies in
+    other chunks. Every result equals the full recompute."""
+    rng = random.Random(1000 + seed)
+    url = new_database()
+    write_fx(url, [BEFORE, DAY])
+    lake = tmp_path / "lake"
+    stream = random_stream(rng, rng.randrange(60, 200))
+    cuts = sorted(rng.sample(range(1, len(stream)), k=rng.randrange(6, 14)))
+    batches = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    steps = chunked_rebuilds = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def fx(day: dt.date, currencies: Collection[str]) -> dict[str, Decimal]:
+            return rates_in_force(conn, day, currencies)
+
+        for batch in batches:
+            append_events(lake, scenario.frame(batch))
+            if rng.random() < 0.5:
+                continue  # the backlog grows: the next fold takes several commits
+            if rng.random() < 0.25:  # state lost: the next fold rebuilds
+                conn.execute("DELETE FROM analytics.fold_days WHERE event_date = %s", (DAY,))
+            outcome = fold_partition(lake, conn, DAY, fx, "USD", max_events=rng.randrange(2, 25))
+            steps += outcome.steps
+            chunked_rebuilds += outcome.rebuilt and outcome.steps > 1
+            assert_matches_recompute(lake, url)
+        outcome = fold_partition(lake, conn, DAY, fx, "USD", max_events=rng.randrange(2, 25))
+        chunked_rebuilds += outcome.rebuilt and outcome.steps > 1
+        assert_matches_recompute(lake, url)
+        conn.execute("DELETE FROM analytics.fold_days WHERE event_date = %s", (DAY,))
+        outcome = fold_partition(lake, conn, DAY, fx, "USD", max_events=rng.randrange(2, 25))
+        assert outcome.rebuilt and outcome.steps > 1, outcome  # the whole day, in chunks of files
+        assert_matches_recompute(lake, url)
+    print(f"seed {seed}: {len(batches)} commits, {steps} fold steps, {chunked_rebuilds + 1} chunked rebuilds")
 
 
 def test_scenario_days_fold_like_the_hand_computed_recompute(scenario_lake: Path, database: str) -> None:
@@ -252,3 +293,26 @@ def test_many_new_pairs_with_and_without_folded_neighbours(tmp_path: Path, new_d
             append_events(lake, scenario.frame(batch))
             fold_partition(lake, conn, DAY, lambda d, c: rates_in_force(conn, d, c), "USD")
     assert_matches_recompute(lake, url)
+
+
+def test_the_recompute_check_does_not_load_a_day_over_its_bound(
+    tmp_path: Path, new_database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day too large to recompute in memory is reported as not comparable, with its size."""
+    url = new_database()
+    write_fx(url, [BEFORE, DAY])
+    lake = tmp_path / "lake"
+    events = [scenario.event("page_view", scenario.at(DAY, f"01:0{i}:00"), f"u{i}", f"s{i}") for i in range(3)]
+    append_events(lake, scenario.frame(events))
+    with psycopg.connect(url, autocommit=True) as conn:
+        fold_partition(lake, conn, DAY, lambda d, c: rates_in_force(conn, d, c), "USD")
+        monkeypatch.setenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS", "2")
+        get_settings.cache_clear()
+        try:
+            results = recompute_and_compare(lake, conn, catalog.EVENT_ROLLUPS, DAY, "USD")
+        finally:
+            monkeypatch.delenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS")
+            get_settings.cache_clear()
+        assert [(r.too_large, r.comparable) for r in results] == [(3, False)] * len(catalog.EVENT_ROLLUPS)
+        assert all(r.comparable for r in recompute_and_compare(lake, conn, catalog.EVENT_ROLLUPS, DAY, "USD"))
+

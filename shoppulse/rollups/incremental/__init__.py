@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 
 import polars as pl
 import psycopg
 
 from shoppulse.lake import LakeLogUnavailableError
-from shoppulse.lake.changes import days_changed
-from shoppulse.lake.layout import LakeTable
+from shoppulse.lake.changes import days_changed, rows_added_per_version
+from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.lake.table import LakeRef
 from shoppulse.metrics import MAU_DAYS
 from shoppulse.rollups.incremental import store
@@ -23,8 +24,18 @@ from shoppulse.rollups.incremental.fold import (
     fold,
     read_header,
 )
-from shoppulse.rollups.source import LakeState, load_day, load_day_added, scan_partition, source_offsets
+from shoppulse.rollups.incremental.plan import file_chunks, fold_steps
+from shoppulse.rollups.source import (
+    LakeState,
+    events_of_snapshot,
+    file_range,
+    later_copies_across,
+    load_day_added,
+    scan_partition,
+    source_offsets,
+)
 from shoppulse.rollups.users import LOOKBACK_MINUTES, UserDaysCache, day_start, previous_day_tail
+from shoppulse.settings import get_settings
 
 __all__ = ["FoldOutcome", "fold_partition", "prune_state", "users_window"]
 
@@ -98,38 +109,104 @@ def fold_partition(
     fx: FxLookup | None,
     reporting_currency: str,
     run_id: str | None = None,
+    max_events: int | None = None,
 ) -> FoldOutcome:
     """Bring the event rollups of `day` up to the lake's newest table version (pinned once for the whole
     fold): fold what the partition received since the state's version, or rebuild the state from the
-    whole day when that cannot be done exactly."""
+    whole day when that cannot be done exactly.
+
+    At most `max_events` (default: the `fold_max_events` setting) events are in memory at once: a backlog
+    is folded in steps of commits, each its own transaction (the served rows move forward step by step,
+    never back), and a rebuild reads the day in chunks of files inside one transaction (readers keep the
+    old rows until it commits).
+    """
+    limit = max_events or get_settings().fold_max_events
     state = LakeState.read(lake)
     version = state.version
     header = read_header(conn, day)
     if header is not None:
-        added, _ = load_day_added(lake, day, int(header["lake_version"]), version)
-        window = window_since(lake, day, header["window_digest"], version)
-        if added is not None and window is not None:
+        try:
+            return _fold_backlog(lake, conn, day, header, version, limit, fx, reporting_currency, run_id)
+        except NeedsRebuildError:
+            pass
+    return _rebuild(lake, conn, day, state, limit, fx, reporting_currency, run_id)
+
+
+def _fold_backlog(
+    lake: LakeRef,
+    conn: psycopg.Connection,
+    day: dt.date,
+    header: dict,
+    version: int,
+    limit: int,
+    fx: FxLookup | None,
+    reporting_currency: str,
+    run_id: str | None,
+) -> FoldOutcome:
+    """Fold the commits after the state's version in steps of at most `limit` events (raises
+    NeedsRebuildError, with the steps already folded kept, when the state cannot take the rest)."""
+    after = int(header["lake_version"])
+    try:
+        added_rows = rows_added_per_version(lake, LakeTable.EVENTS, day, after, version) if version > after else []
+    except LakeLogUnavailableError as error:
+        raise NeedsRebuildError("the log of the backlog was cleaned up") from error
+    total = FoldOutcome(day, False, 0, 0, lake_version=version, steps=0)
+    digest = header["window_digest"]
+    for step in fold_steps(added_rows, version, limit):
+        added, _ = load_day_added(lake, day, after, step)
+        window = window_since(lake, day, digest, step)
+        if added is None or window is None:
+            raise NeedsRebuildError(f"the rows {day} received in ({after}, {step}] cannot be read any more")
+        batch = FoldBatch(
+            day,
+            added.events,
+            added.sales,
+            after,
+            step,
+            window,
+            source_offsets(LakeState.read(lake, step), [added.snapshot]),
+        )
+        total.add(fold(conn, batch, fx, reporting_currency, run_id))
+        after, digest = step, window.digest
+    return total
+
+
+def _rebuild(
+    lake: LakeRef,
+    conn: psycopg.Connection,
+    day: dt.date,
+    state: LakeState,
+    limit: int,
+    fx: FxLookup | None,
+    reporting_currency: str,
+    run_id: str | None,
+) -> FoldOutcome:
+    """Build the day's state and serving rows from empty at the pinned version, in chunks of files of at
+    most `limit` rows, all in one transaction. The copies that lose to a copy in another chunk are found
+    first (`later_copies_across`), so each chunk holds only first-delivered copies and every event_id is
+    folded once, by the chunk that holds its winning copy."""
+    version = state.version
+    whole = read_partition(lake, LakeTable.EVENTS, day, version)
+    window = users_window(lake, day, version)
+    offsets = source_offsets(state, [whole])
+    if whole.rows <= limit:
+        loaded = events_of_snapshot(whole)
+        return fold(conn, FoldBatch(day, loaded.events, loaded.sales, None, version, window, offsets), fx,
+                    reporting_currency, run_id)  # fmt: skip
+    losers = later_copies_across(whole)
+    unchanged = UsersWindow(window.digest, window.version, since=window.digest)
+    total = FoldOutcome(day, True, 0, 0, lake_version=version, steps=0)
+    starts = [0, *itertools.accumulate(whole.file_rows)]
+    with conn.transaction():
+        for number, files in enumerate(file_chunks(whole.file_rows, limit)):
+            low, high = starts[files.start], starts[files.stop]
+            in_chunk = losers.filter((losers >= low) & (losers < high)) - low
+            loaded = events_of_snapshot(file_range(whole, files), in_chunk)
+            first = number == 0
             batch = FoldBatch(
-                day,
-                added.events,
-                added.sales,
-                int(header["lake_version"]),
-                version,
-                window,
-                source_offsets(state, [added.snapshot]),
-            )
-            try:
-                return fold(conn, batch, fx, reporting_currency, run_id)
-            except NeedsRebuildError:
-                pass
-    whole = load_day(lake, day, version)
-    batch = FoldBatch(
-        day,
-        whole.events,
-        whole.sales,
-        None,
-        version,
-        users_window(lake, day, version),
-        source_offsets(state, [whole.snapshot]),
-    )
-    return fold(conn, batch, fx, reporting_currency, run_id)
+                day, loaded.events, loaded.sales, None if first else version, version,
+                window if first else unchanged, offsets,
+            )  # fmt: skip
+            total.add(fold(conn, batch, fx, reporting_currency, run_id))
+    total.rebuilt = True
+    return total

@@ -106,10 +106,23 @@ class FoldOutcome:
     row_counts: dict[str, int] = field(default_factory=dict)
     lake_version: int = 0
     seconds: float = 0.0
+    steps: int = 1
+    """Transactions (or chunks of one rebuild) the fold took to bound its memory."""
 
     @property
     def buckets_touched(self) -> int:
         return sum(self.rows_touched.values())
+
+    def add(self, step: FoldOutcome) -> None:
+        """Account for one more step of the same fold (its rows counts are the newest)."""
+        self.rebuilt |= step.rebuilt
+        self.events_in += step.events_in
+        self.events_folded += step.events_folded
+        for name, rows in step.rows_touched.items():
+            self.rows_touched[name] = self.rows_touched.get(name, 0) + rows
+        self.row_counts = step.row_counts
+        self.seconds += step.seconds
+        self.steps += 1
 
 
 def _ts(expr: pl.Expr) -> pl.Expr:
