@@ -91,8 +91,9 @@ class Settings(BaseSettings):
     recompute_check_max_events: int = Field(
         default=5_000_000,
         ge=0,
-        description="The recompute checks (matches_lake_recompute) recompute a day in memory (~1 GB per 2M events): "
-        "a day holding more events is reported as not comparable, with its size, instead of being recomputed.",
+        description="The recompute checks (matches_lake_recompute) recompute a day in memory (~1 GB per 2M events). "
+        "On a day holding more events, sales and products (sums) are recomputed in parts of this many events; "
+        "users, funnel and customers are reported as not comparable, with the day's size.",
     )
     fold_max_events: int = Field(
         default=500_000,

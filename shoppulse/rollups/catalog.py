@@ -6,7 +6,10 @@ Dagster asset keys. Every table is replaced per partition on its `date_column`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import polars as pl
 
 from shoppulse.metrics import (
     ACTIVE_USER_COLUMNS,
@@ -100,3 +103,17 @@ TABLES: dict[str, tuple[ServingTable, ...]] = {
 """Serving tables of each rollup asset."""
 
 TABLE_BY_NAME: dict[str, ServingTable] = {table.name: table for tables in TABLES.values() for table in tables}
+
+
+def sum_rows(name: str, parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Rows of table `name` from its rows over disjoint parts of a day's events (or a served row and a
+    fold's delta), for tables whose values are sums over events: summed per key, except a product's
+    `category` (the smallest)."""
+    table = TABLE_BY_NAME[name]
+    values = table.columns[len(table.key) :]
+    return (
+        pl.concat([part.select(table.columns) for part in parts])
+        .group_by(list(table.key))
+        .agg(*[pl.col(c).min() if c == "category" else pl.col(c).sum().cast(pl.Int64) for c in values])
+        .select(table.columns)
+    )

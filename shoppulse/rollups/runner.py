@@ -9,6 +9,7 @@ computed in or on other serving tables, so any rerun, in any order, writes ident
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from shoppulse.rollups.customers import customers_daily
 from shoppulse.rollups.funnel import funnel_daily
 from shoppulse.rollups.fx import fx_rows, rates_in_force
 from shoppulse.rollups.incremental.fold import FoldOutcome
+from shoppulse.rollups.incremental.plan import file_chunks
 from shoppulse.rollups.products import products_tables
 from shoppulse.rollups.quality import (
     late_events_daily,
@@ -37,7 +39,15 @@ from shoppulse.rollups.quality import (
     quarantine_hourly,
 )
 from shoppulse.rollups.sales import in_reporting_currency, sales_tables
-from shoppulse.rollups.source import DayEvents, LakeState, load_day, source_offsets
+from shoppulse.rollups.source import (
+    DayEvents,
+    LakeState,
+    events_of_snapshot,
+    file_range,
+    later_copies_across,
+    load_day,
+    source_offsets,
+)
 from shoppulse.rollups.traffic import traffic_hourly
 from shoppulse.rollups.users import (
     DAY,
@@ -207,6 +217,51 @@ def _reporting(
     native: pl.DataFrame, keys: tuple[str, ...], target: str, per_usd: Mapping[str, Decimal]
 ) -> pl.DataFrame:
     return in_reporting_currency(native, keys, target, per_usd)
+
+
+ADDITIVE_ROLLUPS = (catalog.SALES, catalog.PRODUCTS)
+"""Rollups whose rows are sums over events (category: a min): any split of a day's deduplicated events
+into parts gives them as the per-key sums of the parts' rows."""
+
+
+def additive_rollup_writes_in_parts(
+    snapshot: PartitionSnapshot,
+    assets: Collection[str],
+    fx: FxLookup | None,
+    reporting_currency: str,
+    max_events: int,
+) -> list[PartitionWrite]:
+    """The rows of the selected ADDITIVE_ROLLUPS of a day too large to hold in memory, computed exactly
+    as `event_rollup_writes` does, over parts of at most `max_events` rows: the copies that lose to a
+    copy in another part are dropped first (`later_copies_across`), then each part's rows are summed."""
+    day = snapshot.date
+    losers = later_copies_across(snapshot)
+    starts = [0, *itertools.accumulate(snapshot.file_rows)]
+    parts: dict[str, list[pl.DataFrame]] = {}
+    for files in file_chunks(snapshot.file_rows, max_events):
+        low, high = starts[files.start], starts[files.stop]
+        sales = events_of_snapshot(file_range(snapshot, files), losers.filter((losers >= low) & (losers < high)) - low)
+        tables: dict[str, pl.DataFrame] = {}
+        if catalog.SALES in assets:
+            tables |= sales_tables(sales.sales, day)
+        if catalog.PRODUCTS in assets:
+            tables |= products_tables(sales.sales, day)
+        for name, frame in tables.items():
+            parts.setdefault(name, []).append(frame)
+    writes = []
+    for asset in (a for a in ADDITIVE_ROLLUPS if a in assets):
+        tables = {t.name: catalog.sum_rows(t.name, parts[t.name]) for t in catalog.TABLES[asset] if t.name in parts}
+        if asset == catalog.SALES:
+            currencies = set(tables["sales_daily"]["currency"].to_list())
+            per_usd = fx(day, currencies | {reporting_currency}) if (fx and currencies) else {}
+            tables["sales_daily_reporting"] = _reporting(
+                tables["sales_daily"], ("event_date",), reporting_currency, per_usd
+            )
+            tables["sales_hourly_reporting"] = _reporting(
+                tables["sales_hourly"], ("event_date", "hour_start"), reporting_currency, per_usd
+            )
+        writes.append(PartitionWrite(asset=asset, day=day, tables=tables, lake_version=snapshot.version))
+    return writes
 
 
 def quality_write(

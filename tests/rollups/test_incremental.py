@@ -25,6 +25,7 @@ from shoppulse.rollups.checks import recompute_and_compare
 from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.incremental import fold_partition
 from shoppulse.rollups.incremental.fold import read_header
+from shoppulse.rollups.runner import ADDITIVE_ROLLUPS
 from shoppulse.rollups.source import load_day_added
 from shoppulse.settings import get_settings
 from tests.rollups import scenario
@@ -295,24 +296,41 @@ def test_many_new_pairs_with_and_without_folded_neighbours(tmp_path: Path, new_d
     assert_matches_recompute(lake, url)
 
 
-def test_the_recompute_check_does_not_load_a_day_over_its_bound(
+def test_the_recompute_check_sums_a_day_over_its_bound_in_parts(
     tmp_path: Path, new_database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A day too large to recompute in memory is reported as not comparable, with its size."""
+    """A day too large to recompute in memory: sales and products (sums) are recomputed in parts of at most
+    the bound (copies losing across parts), and still catch a wrong served row; users, funnel and
+    customers are reported as not comparable, with the day's size."""
+    rng = random.Random(77)
     url = new_database()
     write_fx(url, [BEFORE, DAY])
     lake = tmp_path / "lake"
-    events = [scenario.event("page_view", scenario.at(DAY, f"01:0{i}:00"), f"u{i}", f"s{i}") for i in range(3)]
-    append_events(lake, scenario.frame(events))
+    stream = [row for row in random_stream(rng, 160) if row["event_date"] == DAY]
+    for start in range(0, len(stream), 25):
+        append_events(lake, scenario.frame(stream[start : start + 25]))
+    rows = read_partition(lake, LakeTable.EVENTS, DAY).rows
     with psycopg.connect(url, autocommit=True) as conn:
         fold_partition(lake, conn, DAY, lambda d, c: rates_in_force(conn, d, c), "USD")
-        monkeypatch.setenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS", "2")
+        monkeypatch.setenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS", "30")
         get_settings.cache_clear()
         try:
             results = recompute_and_compare(lake, conn, catalog.EVENT_ROLLUPS, DAY, "USD")
+            assert {r.asset: (r.too_large, r.comparable, r.matches) for r in results} == {
+                catalog.SALES: (0, True, True),
+                catalog.PRODUCTS: (0, True, True),
+                **{a: (rows, False, True) for a in (catalog.USERS, catalog.FUNNEL, catalog.CUSTOMERS)},
+            }
+            conn.execute("UPDATE analytics.product_sales_daily SET units = units + 1 WHERE product_id = 'p1'")
+            conn.execute("UPDATE analytics.sales_hourly_reporting SET net_sales = net_sales + 1")
+            differing = {
+                r.asset: r.differing_tables for r in recompute_and_compare(lake, conn, ADDITIVE_ROLLUPS, DAY, "USD")
+            }
         finally:
             monkeypatch.delenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS")
             get_settings.cache_clear()
-        assert [(r.too_large, r.comparable) for r in results] == [(3, False)] * len(catalog.EVENT_ROLLUPS)
-        assert all(r.comparable for r in recompute_and_compare(lake, conn, catalog.EVENT_ROLLUPS, DAY, "USD"))
-
+        hours = conn.execute("SELECT count(*) FROM analytics.sales_hourly_reporting").fetchone()[0]  # type: ignore[index]
+        assert differing == {
+            catalog.SALES: {"sales_hourly_reporting": 2 * hours},
+            catalog.PRODUCTS: {"product_sales_daily": 2 * len(CURRENCIES)},
+        }

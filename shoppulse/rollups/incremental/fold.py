@@ -40,7 +40,6 @@ from shoppulse.metrics import (
     FUNNEL_DIMENSIONS,
     FUNNEL_STEPS,
     ORDER_PLACED,
-    TRAFFIC_HOURLY_MEASURES,
 )
 from shoppulse.rollups import catalog
 from shoppulse.rollups.catalog import TABLE_BY_NAME, TABLES
@@ -133,24 +132,12 @@ def _key_schema(table: store.ServingTable, frame: pl.DataFrame) -> dict[str, pl.
     return {c: frame.schema[c] for c in table.columns}
 
 
-def _add(
-    cur: psycopg.Cursor,
-    name: str,
-    partial: pl.DataFrame,
-    measures: Collection[str],
-    mins: Collection[str] = (),
-    rebuild: bool = False,
-) -> pl.DataFrame:
-    """Serving rows of `name` for the keys of `partial`, with `partial`'s measures added (mins: min of both)."""
+def _add(cur: psycopg.Cursor, name: str, partial: pl.DataFrame, rebuild: bool = False) -> pl.DataFrame:
+    """Serving rows of `name` for the keys of `partial`, with `partial`'s sums added (`catalog.sum_rows`)."""
     table = TABLE_BY_NAME[name]
     partial = partial.select(table.columns)
     old = store.fetch(cur, table, partial.select(table.key), dict(partial.schema), rebuild)
-    merged = (
-        pl.concat([old, partial])
-        .group_by(list(table.key))
-        .agg(*[pl.col(m).sum().cast(pl.Int64) for m in measures], *[pl.col(m).min() for m in mins])
-    )
-    return merged.select(table.columns)
+    return catalog.sum_rows(name, [old, partial])
 
 
 def _lock(cur: psycopg.Cursor, day: dt.date) -> None:
@@ -254,10 +241,9 @@ def _sales(
     touched: dict[str, int] = {}
     if sales.is_empty():
         return touched
-    from shoppulse.metrics import SALES_MEASURES
 
     partial = sales_tables(sales, day)
-    merged = {name: _add(cur, name, frame, SALES_MEASURES, rebuild=rebuild) for name, frame in partial.items()}
+    merged = {name: _add(cur, name, frame, rebuild) for name, frame in partial.items()}
     for name, frame in merged.items():
         touched[name] = store.upsert(cur, TABLE_BY_NAME[name], frame)
     hourly_schema = dict(merged["sales_hourly"].schema)
@@ -277,14 +263,11 @@ def _sales(
 
 
 def _products(cur: psycopg.Cursor, day: dt.date, sales: pl.DataFrame, rebuild: bool) -> dict[str, int]:
-    from shoppulse.metrics import ITEM_MEASURES
-
     if sales.is_empty():
         return {}
     touched = {}
     for name, frame in products_tables(sales, day).items():
-        mins = ("category",) if "category" in TABLE_BY_NAME[name].columns[len(TABLE_BY_NAME[name].key) :] else ()
-        touched[name] = store.upsert(cur, TABLE_BY_NAME[name], _add(cur, name, frame, ITEM_MEASURES, mins, rebuild))
+        touched[name] = store.upsert(cur, TABLE_BY_NAME[name], _add(cur, name, frame, rebuild))
     return touched
 
 
@@ -336,7 +319,7 @@ def _traffic(cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame, rebuild: b
         .with_columns(sessions=pl.col("new_sessions").fill_null(0).cast(pl.Int64))
         .drop("new_sessions")
     )
-    rows = _add(cur, table.name, partial, TRAFFIC_HOURLY_MEASURES, rebuild=rebuild)
+    rows = _add(cur, table.name, partial, rebuild)
     return {table.name: store.upsert(cur, table, rows)}
 
 
@@ -380,7 +363,7 @@ def _sessions(cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame, rebuild: 
         .with_columns(event_date=pl.lit(day))
     )
     funnel = TABLE_BY_NAME["funnel_daily"]
-    rows = _add(cur, "funnel_daily", delta.select(funnel.columns), ("sessions", *steps), rebuild=rebuild)
+    rows = _add(cur, "funnel_daily", delta.select(funnel.columns), rebuild)
     store.delete(cur, funnel, rows.filter(pl.col("sessions") == 0).select(funnel.key))
     touched = store.upsert(cur, funnel, rows.filter(pl.col("sessions") != 0))
     store.upsert(cur, store.FOLD_SESSIONS, merged.select(store.FOLD_SESSIONS.columns))
