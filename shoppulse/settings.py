@@ -96,11 +96,11 @@ class Settings(BaseSettings):
         "users, funnel and customers are reported as not comparable, with the day's size.",
     )
     fold_max_events: int = Field(
-        default=500_000,
+        default=250_000,
         ge=1,
         description="Most events one fold step holds in memory: a backlog is folded in steps of lake commits "
         "(each its own transaction), and a day's state is rebuilt in chunks of files (one transaction), so a "
-        "run worker's memory follows this, not the size of the day or the backlog.",
+        "run worker's memory follows this (~2.3 KB per event at the peak), not the size of the day or the backlog.",
     )
 
     # API.
