@@ -14,7 +14,7 @@ import time
 import orjson
 import polars as pl
 
-from shoppulse.lake import table_version
+from shoppulse.lake import committed_offsets, table_version
 from shoppulse.lake.drain import DrainConfig, drain
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
 from shoppulse.lake.table import polars_storage_options
@@ -24,12 +24,16 @@ from tests.lake.helpers import assert_exactly_once, high_watermarks, landed_offs
 HOUR_MS = 3_600_000
 
 
-def drain_until_idle(config: DrainConfig, limit: int = 200) -> list:
+def drain_until_idle(config: DrainConfig, partitions: int, limit: int = 200) -> list:
+    """Drain until the lake holds every offset below the topic's high watermarks and a drain finds nothing
+    more (an idle drain alone is not enough: on a loaded machine the first poll can return nothing)."""
+    target = high_watermarks(config.bootstrap_servers, config.topic, partitions)
     results = []
     for _ in range(limit):
         result = drain(config)
         results.append(result)
-        if result.status == "idle":
+        landed = committed_offsets(config.lake_dir, config.topic)
+        if result.status == "idle" and all(landed.get(p, 0) >= end for p, end in target.items()):
             return results
     raise AssertionError("drain never caught up")
 
@@ -49,7 +53,7 @@ def test_drain_lands_valid_late_and_bad_messages_exactly_once(kafka_topic, setti
     assert produce(settings.bootstrap_servers, topic, keyed) == len(messages)
 
     config = DrainConfig(settings.bootstrap_servers, topic, lake_uri, max_seconds=2.0, chunk_messages=700)
-    results = drain_until_idle(config)
+    results = drain_until_idle(config, 3)
     assert_exactly_once(lake_uri, topic, high_watermarks(settings.bootstrap_servers, topic, 3))
     assert sum(r.events for r in results) == len(good) + len(late_within) + len(duplicate)
     assert sum(r.late for r in results) == len(beyond)
@@ -104,7 +108,7 @@ def test_overlapping_drains_never_land_an_offset_twice(kafka_topic, settings, la
         thread.start()
     for thread in threads:
         thread.join()
-    drain_until_idle(config)
+    drain_until_idle(config, 6)
     assert "busy" in statuses, "the drains never overlapped; the test proves nothing"
     assert_exactly_once(lake_uri, topic, high_watermarks(settings.bootstrap_servers, topic, 6))
     assert gc.isenabled(), "a drain left the cyclic garbage collector paused"
@@ -157,7 +161,7 @@ def test_kill_9_mid_stream_repeatedly_loses_and_doubles_nothing(kafka_topic, set
     feeder.join()
     assert kills >= 4 and table_version(lake_uri) >= 4, "the killed drains did too little to prove anything"
     config = DrainConfig(settings.bootstrap_servers, topic, lake_uri, max_seconds=5.0)
-    drain_until_idle(config)
+    drain_until_idle(config, 6)
     hw = high_watermarks(settings.bootstrap_servers, topic, 6)
     assert sum(hw.values()) == total
     assert_exactly_once(lake_uri, topic, hw)
