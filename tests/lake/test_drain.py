@@ -15,7 +15,7 @@ import orjson
 import polars as pl
 
 from shoppulse.lake import committed_offsets, table_version
-from shoppulse.lake.drain import DrainConfig, drain
+from shoppulse.lake.drain import DrainConfig, drain, shard_partitions
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
 from shoppulse.lake.table import polars_storage_options
 from tests.lake.factories import EVENT_TYPES, NOW_MS, event, valid
@@ -28,6 +28,9 @@ def drain_until_idle(config: DrainConfig, partitions: int, limit: int = 200) -> 
     """Drain until the lake holds every offset below the topic's high watermarks and a drain finds nothing
     more (an idle drain alone is not enough: on a loaded machine the first poll can return nothing)."""
     target = high_watermarks(config.bootstrap_servers, config.topic, partitions)
+    if config.shard is not None:  # a shard drains only its own partitions
+        owned = shard_partitions(target, *config.shard)
+        target = {p: end for p, end in target.items() if p in owned}
     results = []
     for _ in range(limit):
         result = drain(config)

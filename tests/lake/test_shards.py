@@ -114,7 +114,7 @@ def test_two_shards_at_once_one_killed_repeatedly_land_every_offset_once(kafka_t
         steady.terminate()
         steady.wait(30)
     for shard in ((0, 2), (1, 2)):
-        drain_until_idle(DrainConfig(settings.bootstrap_servers, topic, lake_uri, max_seconds=5.0, shard=shard))
+        drain_until_idle(DrainConfig(settings.bootstrap_servers, topic, lake_uri, max_seconds=5.0, shard=shard), 4)
     hw = high_watermarks(settings.bootstrap_servers, topic, 4)
     assert sum(hw.values()) == total
     assert_exactly_once(lake_uri, topic, hw)
