@@ -528,46 +528,51 @@ def _minutes(
 
 def _neighbours(cur: psycopg.Cursor, day: dt.date, pairs: pl.DataFrame) -> pl.DataFrame:
     """For each (user, minute) of `pairs`: whether it is already folded, and the user's nearest folded
-    minutes before and after it (two index probes per pair, whatever the user did the rest of the day)."""
+    minutes before and after it. One index range scan per distinct user of the batch reads that user's
+    folded minutes (at most the day's 1,440 and the previous day's last hour), returned as one text value
+    of (user number, epoch ms) lines; two as-of joins find the neighbours."""
     schema = {**dict(pairs.schema), "prev_old": MINUTE, "next_old": MINUTE, "known": pl.Boolean()}
     if pairs.is_empty():
         return pl.DataFrame(schema=schema)
-    stage = "fold_stage_minute_pairs"
-    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (user_id text, minute_start timestamptz) ON COMMIT DROP")
+    users = pairs.select("user_id").unique().with_row_index("uid")
+    stage = "fold_stage_minute_users"
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (uid integer, user_id text PRIMARY KEY) ON COMMIT DROP")
     cur.execute(f"TRUNCATE {stage}")
-    with cur.copy(f"COPY {stage} (user_id, minute_start) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(
-            pairs.select("user_id", "minute_start")
-            .write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.3f%z")
-            .encode()
-        )
-    table = f"{store.SCHEMA}.fold_minutes"
-    probe = f"FROM {table} m WHERE m.event_date = %(day)s AND m.user_id = s.user_id"
-    rows = cur.execute(
-        f"""SELECT s.user_id, s.minute_start,
-                (SELECT max(m.minute_start) {probe} AND m.minute_start < s.minute_start),
-                (SELECT min(m.minute_start) {probe} AND m.minute_start > s.minute_start),
-                EXISTS (SELECT 1 {probe} AND m.minute_start = s.minute_start)
-            FROM {stage} s""",
-        {"day": day},
-    ).fetchall()
-    utc = pl.Datetime("us", "UTC")
-    frame = pl.DataFrame(
-        rows,
-        schema={"user_id": pl.String, "minute_start": utc, "prev_old": utc, "next_old": utc, "known": pl.Boolean},
-        orient="row",
+    with cur.copy(f"COPY {stage} (uid, user_id) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(users.write_csv(include_header=False).encode())
+    lines = cur.execute(
+        f"""SELECT string_agg(s.uid || ',' || (extract(epoch FROM m.minute_start) * 1000)::bigint, E'\\n')
+            FROM {store.SCHEMA}.fold_minutes m JOIN {stage} s ON s.user_id = m.user_id
+            WHERE m.event_date = %s""",
+        (day,),
+    ).fetchone()[0]  # type: ignore[index]
+    ordered = pairs.join(users, on="user_id").sort("minute_start")
+    if not lines:
+        return pairs.with_columns(prev_old=pl.lit(None, MINUTE), next_old=pl.lit(None, MINUTE), known=pl.lit(False))
+    folded = (
+        pl.read_csv(lines.encode(), has_header=False, schema={"uid": pl.UInt32(), "ms": pl.Int64()})
+        .select("uid", minute=pl.col("ms").cast(MINUTE))
+        .sort("minute")
     )
 
-    def as_minute(name: str) -> pl.Expr:
-        return pl.col(name).cast(pl.Datetime("us", "UTC")).dt.convert_time_zone("UTC").cast(MINUTE)
+    def nearest(strategy: str, name: str) -> pl.DataFrame:
+        return ordered.join_asof(
+            folded.rename({"minute": name}),
+            left_on="minute_start",
+            right_on=name,
+            by="uid",
+            strategy=strategy,  # type: ignore[arg-type]
+            allow_exact_matches=False,
+            check_sortedness=False,
+        ).select("uid", "minute_start", name)
 
-    return frame.select(
-        pl.lit(day).alias("event_date"),
-        pl.col("user_id").cast(pl.String),
-        as_minute("minute_start"),
-        as_minute("prev_old"),
-        as_minute("next_old"),
-        pl.col("known").cast(pl.Boolean),
+    known = folded.select("uid", minute_start="minute", known=pl.lit(True))
+    return (
+        ordered.join(nearest("backward", "prev_old"), on=["uid", "minute_start"])
+        .join(nearest("forward", "next_old"), on=["uid", "minute_start"])
+        .join(known, on=["uid", "minute_start"], how="left")
+        .with_columns(pl.col("known").fill_null(False))
+        .select(list(schema))
     )
 
 
