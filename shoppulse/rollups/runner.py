@@ -175,15 +175,7 @@ def event_rollup_writes(
     def compute(asset: str) -> PartitionWrite:
         extra: dict[str, object] = {}
         if asset == catalog.SALES:
-            tables = sales_tables(sales, day)
-            currencies = set(tables["sales_daily"]["currency"].to_list())
-            per_usd = fx(day, currencies | {reporting_currency}) if (fx and currencies) else {}
-            tables["sales_daily_reporting"] = _reporting(
-                tables["sales_daily"], ("event_date",), reporting_currency, per_usd
-            )
-            tables["sales_hourly_reporting"] = _reporting(
-                tables["sales_hourly"], ("event_date", "hour_start"), reporting_currency, per_usd
-            )
+            tables = with_reporting_currency(sales_tables(sales, day), day, fx, reporting_currency)
         elif asset == catalog.PRODUCTS:
             tables = products_tables(sales, day)
         elif asset == catalog.USERS:
@@ -213,10 +205,21 @@ def event_rollup_writes(
     return [light[asset] if asset in light else heavy[asset].result() for asset in selected]
 
 
-def _reporting(
-    native: pl.DataFrame, keys: tuple[str, ...], target: str, per_usd: Mapping[str, Decimal]
-) -> pl.DataFrame:
-    return in_reporting_currency(native, keys, target, per_usd)
+def with_reporting_currency(
+    tables: dict[str, pl.DataFrame], day: dt.date, fx: FxLookup | None, reporting_currency: str
+) -> dict[str, pl.DataFrame]:
+    """The sales tables with their hourly and daily rows converted into the reporting currency."""
+    currencies = set(tables["sales_daily"]["currency"].to_list())
+    per_usd = fx(day, currencies | {reporting_currency}) if (fx and currencies) else {}
+    return {
+        **tables,
+        "sales_daily_reporting": in_reporting_currency(
+            tables["sales_daily"], ("event_date",), reporting_currency, per_usd
+        ),
+        "sales_hourly_reporting": in_reporting_currency(
+            tables["sales_hourly"], ("event_date", "hour_start"), reporting_currency, per_usd
+        ),
+    }
 
 
 ADDITIVE_ROLLUPS = (catalog.SALES, catalog.PRODUCTS)
@@ -252,14 +255,7 @@ def additive_rollup_writes_in_parts(
     for asset in (a for a in ADDITIVE_ROLLUPS if a in assets):
         tables = {t.name: catalog.sum_rows(t.name, parts[t.name]) for t in catalog.TABLES[asset] if t.name in parts}
         if asset == catalog.SALES:
-            currencies = set(tables["sales_daily"]["currency"].to_list())
-            per_usd = fx(day, currencies | {reporting_currency}) if (fx and currencies) else {}
-            tables["sales_daily_reporting"] = _reporting(
-                tables["sales_daily"], ("event_date",), reporting_currency, per_usd
-            )
-            tables["sales_hourly_reporting"] = _reporting(
-                tables["sales_hourly"], ("event_date", "hour_start"), reporting_currency, per_usd
-            )
+            tables = with_reporting_currency(tables, day, fx, reporting_currency)
         writes.append(PartitionWrite(asset=asset, day=day, tables=tables, lake_version=snapshot.version))
     return writes
 
