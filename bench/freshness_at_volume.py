@@ -30,15 +30,13 @@ from pathlib import Path
 import numpy as np
 import psycopg
 from freshness import poll_watermarks, visibility_latencies
-from psycopg import sql
 
 from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.rollups.incremental.fold import state_bytes
 from shoppulse.settings import PROJECT_ROOT, get_settings
 from shoppulse.stack import services
-from shoppulse.stack.isolated import start_isolated_run
+from shoppulse.stack.isolated import IsolatedRun, isolated_stack_databases, start_isolated_run
 from shoppulse.stack.kafka import ensure_topic
-from shoppulse.warehouse.db import with_database
 
 WARMUP_SECONDS = 30
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -120,26 +118,24 @@ class CaseResult:
 def run_case(name: str, preload: int, rate: float, measured: float, incremental: bool) -> CaseResult:
     settings = get_settings()
     topic = f"bench.volume.{uuid.uuid4().hex[:8]}"
-    databases = [f"bench_volume_{uuid.uuid4().hex[:8]}", f"bench_volume_dagster_{uuid.uuid4().hex[:8]}"]
     ensure_topic(settings.bootstrap_servers, topic, settings.events_topic_partitions)
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for db in databases:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
     home = Path(tempfile.mkdtemp(prefix="bench-volume-")) / "home"
-    database_url = with_database(settings.database_url, databases[0])
-    dagster_url = with_database(settings.database_url, databases[1])
-    run = start_isolated_run(
-        home,
-        home.parent / "run.log",
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "SHOPPULSE_EVENTS_TOPIC": topic,
-            "DATABASE_URL": database_url,
-            "DAGSTER_DATABASE_URL": dagster_url,
-            "SHOPPULSE_INCREMENTAL_ROLLUPS": "true" if incremental else "false",
-        },
-        timeout=300,
-    )
+    with isolated_stack_databases(settings, "bench_volume", topic) as env:
+        run = start_isolated_run(
+            home,
+            home.parent / "run.log",
+            {**env, "SHOPPULSE_INCREMENTAL_ROLLUPS": str(incremental).lower()},
+            timeout=300,
+        )
+        return measure_case(name, preload, rate, measured, run, home, env, topic)
+
+
+def measure_case(
+    name: str, preload: int, rate: float, measured: float, run: IsolatedRun, home: Path, env: dict[str, str], topic: str
+) -> CaseResult:
+    """Preload today, then measure live freshness on the running isolated stack `run` (stopped on exit)."""
+    settings = get_settings()
+    database_url, dagster_url = env["DATABASE_URL"], env["DAGSTER_DATABASE_URL"]
     live = None
     stop = threading.Event()
     samples = WorkerSamples()
@@ -179,9 +175,6 @@ def run_case(name: str, preload: int, rate: float, measured: float, incremental:
             live.wait(30)
         run.proc.send_signal(signal.SIGINT)
         run.proc.wait(180)
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            for db in databases:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
     latencies = visibility_latencies(serving, start, start + measured)
     return CaseResult(
         name,

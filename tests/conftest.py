@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -102,24 +101,3 @@ def lake_uri(request: pytest.FixtureRequest, tmp_path, monkeypatch: pytest.Monke
     for key, value in request.getfixturevalue("s3_server").items():
         monkeypatch.setenv(key, value)  # delta-rs, Polars and PyArrow (and child processes) read these
     return f"s3://{TEST_BUCKET}/lake-{uuid.uuid4().hex[:12]}"
-
-
-@contextmanager
-def isolated_stack_databases(settings: Settings, prefix: str, topic: str) -> Iterator[dict[str, str]]:
-    """Two fresh databases (analytics, Dagster) on the real server and the environment that points an
-    isolated `stack run` at them, the real broker and `topic`; the databases are dropped on exit."""
-    names = [f"{prefix}_{uuid.uuid4().hex[:8]}", f"{prefix}_dagster_{uuid.uuid4().hex[:8]}"]
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "SHOPPULSE_EVENTS_TOPIC": topic,
-            "DATABASE_URL": with_database(settings.database_url, names[0]),
-            "DAGSTER_DATABASE_URL": with_database(settings.database_url, names[1]),
-        }
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            for name in names:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

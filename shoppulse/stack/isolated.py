@@ -7,12 +7,18 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoppulse.settings import PROJECT_ROOT
+import psycopg
+from psycopg import sql
+
+from shoppulse.settings import PROJECT_ROOT, Settings
 from shoppulse.stack.processes import free_port
+from shoppulse.warehouse.db import with_database
 
 PORT_VARIABLES = (
     "SHOPPULSE_DAGSTER_PORT",
@@ -73,3 +79,24 @@ def start_isolated_run(
             raise RuntimeError("the stack did not come up:\n" + log.read_text())
         time.sleep(1)
     return run
+
+
+@contextmanager
+def isolated_stack_databases(settings: Settings, prefix: str, topic: str) -> Iterator[dict[str, str]]:
+    """Two fresh databases (analytics, Dagster) on the real server and the environment that points an
+    isolated `stack run` at them, the real broker and `topic`; the databases are dropped on exit."""
+    names = [f"{prefix}_{uuid.uuid4().hex[:8]}", f"{prefix}_dagster_{uuid.uuid4().hex[:8]}"]
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "SHOPPULSE_EVENTS_TOPIC": topic,
+            "DATABASE_URL": with_database(settings.database_url, names[0]),
+            "DAGSTER_DATABASE_URL": with_database(settings.database_url, names[1]),
+        }
+    finally:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            for name in names:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

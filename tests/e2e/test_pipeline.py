@@ -20,9 +20,8 @@ import pytest
 
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
 from shoppulse.settings import PROJECT_ROOT, Settings
-from shoppulse.stack.isolated import start_isolated_run
+from shoppulse.stack.isolated import isolated_stack_databases, start_isolated_run
 from shoppulse.stack.processes import port_is_open
-from tests.conftest import isolated_stack_databases
 
 pytestmark = pytest.mark.slow
 SALES = ("orders", "units", "gross_sales", "discounts", "returns", "net_sales", "shipping", "taxes", "total_sales")

@@ -25,10 +25,9 @@ from confluent_kafka.admin import AdminClient
 from shoppulse.lake import committed_offsets
 from shoppulse.lake.lag import broker_lag
 from shoppulse.settings import Settings
-from shoppulse.stack.isolated import IsolatedRun, start_isolated_run
+from shoppulse.stack.isolated import IsolatedRun, isolated_stack_databases, start_isolated_run
 from shoppulse.stack.kafka import ensure_topic
 from shoppulse.stack.processes import child_pids, process_cmdline, wait_until
-from tests.conftest import isolated_stack_databases
 from tests.e2e.test_pipeline import SALES, api_sales
 from tests.simulator.oracle import recompute
 

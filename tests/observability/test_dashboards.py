@@ -19,8 +19,7 @@ import pytest
 import yaml
 
 from shoppulse.settings import PROJECT_ROOT, Settings
-from shoppulse.stack.isolated import start_isolated_run
-from tests.conftest import isolated_stack_databases
+from shoppulse.stack.isolated import isolated_stack_databases, start_isolated_run
 
 GRAFANA = PROJECT_ROOT / "ops" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
