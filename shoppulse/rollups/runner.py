@@ -9,7 +9,6 @@ computed in or on other serving tables, so any rerun, in any order, writes ident
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import logging
 import threading
 import time
@@ -29,7 +28,6 @@ from shoppulse.rollups.customers import customers_daily
 from shoppulse.rollups.funnel import funnel_daily
 from shoppulse.rollups.fx import fx_rows, rates_in_force
 from shoppulse.rollups.incremental.fold import FoldOutcome
-from shoppulse.rollups.incremental.plan import file_chunks
 from shoppulse.rollups.products import products_tables
 from shoppulse.rollups.quality import (
     late_events_daily,
@@ -42,9 +40,7 @@ from shoppulse.rollups.sales import in_reporting_currency, sales_tables
 from shoppulse.rollups.source import (
     DayEvents,
     LakeState,
-    events_of_snapshot,
-    file_range,
-    later_copies_across,
+    first_copies_in_parts,
     load_day,
     source_offsets,
 )
@@ -238,17 +234,13 @@ def additive_rollup_writes_in_parts(
     as `event_rollup_writes` does, over parts of at most `max_events` rows: the copies that lose to a
     copy in another part are dropped first (`later_copies_across`), then each part's rows are summed."""
     day = snapshot.date
-    losers = later_copies_across(snapshot)
-    starts = [0, *itertools.accumulate(snapshot.file_rows)]
     parts: dict[str, list[pl.DataFrame]] = {}
-    for files in file_chunks(snapshot.file_rows, max_events):
-        low, high = starts[files.start], starts[files.stop]
-        sales = events_of_snapshot(file_range(snapshot, files), losers.filter((losers >= low) & (losers < high)) - low)
+    for part in first_copies_in_parts(snapshot, max_events):
         tables: dict[str, pl.DataFrame] = {}
         if catalog.SALES in assets:
-            tables |= sales_tables(sales.sales, day)
+            tables |= sales_tables(part.sales, day)
         if catalog.PRODUCTS in assets:
-            tables |= products_tables(sales.sales, day)
+            tables |= products_tables(part.sales, day)
         for name, frame in tables.items():
             parts.setdefault(name, []).append(frame)
     writes = []

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -269,6 +270,19 @@ def later_copies_across(snapshot: PartitionSnapshot) -> pl.Series:
         offset += rows
     found = pl.concat(candidates)
     return found["row"].gather(later_copies(found.drop("row"))).cast(pl.UInt32).sort()
+
+
+def first_copies_in_parts(snapshot: PartitionSnapshot, max_events: int) -> Iterator[DayEvents]:
+    """The snapshot's events in consecutive parts of files holding at most `max_events` rows (a bigger
+    file is a part of its own), each event_id once over all parts: a copy that loses to a copy in
+    another part is dropped from its own (`later_copies_across`)."""
+    from shoppulse.rollups.incremental.plan import file_chunks  # the package imports this module
+
+    losers = later_copies_across(snapshot)
+    starts = [0, *itertools.accumulate(snapshot.file_rows)]
+    for files in file_chunks(snapshot.file_rows, max_events):
+        low, high = starts[files.start], starts[files.stop]
+        yield events_of_snapshot(file_range(snapshot, files), losers.filter((losers >= low) & (losers < high)) - low)
 
 
 def order_lines_of_rows(snapshot: PartitionSnapshot, rows: pl.Series) -> pl.Series:

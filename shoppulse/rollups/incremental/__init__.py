@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 
 import polars as pl
@@ -24,12 +23,11 @@ from shoppulse.rollups.incremental.fold import (
     fold,
     read_header,
 )
-from shoppulse.rollups.incremental.plan import file_chunks, fold_steps
+from shoppulse.rollups.incremental.plan import fold_steps
 from shoppulse.rollups.source import (
     LakeState,
     events_of_snapshot,
-    file_range,
-    later_copies_across,
+    first_copies_in_parts,
     load_day_added,
     scan_partition,
     source_offsets,
@@ -193,15 +191,10 @@ def _rebuild(
         loaded = events_of_snapshot(whole)
         return fold(conn, FoldBatch(day, loaded.events, loaded.sales, None, version, window, offsets), fx,
                     reporting_currency, run_id)  # fmt: skip
-    losers = later_copies_across(whole)
     unchanged = UsersWindow(window.digest, window.version, since=window.digest)
     total = FoldOutcome(day, True, 0, 0, lake_version=version, steps=0)
-    starts = [0, *itertools.accumulate(whole.file_rows)]
     with conn.transaction():
-        for number, files in enumerate(file_chunks(whole.file_rows, limit)):
-            low, high = starts[files.start], starts[files.stop]
-            in_chunk = losers.filter((losers >= low) & (losers < high)) - low
-            loaded = events_of_snapshot(file_range(whole, files), in_chunk)
+        for number, loaded in enumerate(first_copies_in_parts(whole, limit)):
             first = number == 0
             batch = FoldBatch(
                 day, loaded.events, loaded.sales, None if first else version, version,
