@@ -37,8 +37,9 @@ from shoppulse.warehouse.db import with_database
 WARMUP_SECONDS = 30
 
 
-def poll_watermarks(database_url: str, lake: Path, seconds: float) -> tuple[list[tuple[float, float]], list]:
-    """(poll time, sales watermark) and (poll time, newest lake commit time) samples, epoch seconds."""
+def poll_watermarks(database_url: str, lake: Path | None, seconds: float) -> tuple[list[tuple[float, float]], list]:
+    """(poll time, sales watermark) and (poll time, newest lake commit time) samples, epoch seconds
+    (`lake` None: serving only; opening a big lake's log ten times a second would load the machine)."""
     serving: list[tuple[float, float]] = []
     lake_commits: list[tuple[float, float]] = []
     seen_seq = 0
@@ -52,7 +53,7 @@ def poll_watermarks(database_url: str, lake: Path, seconds: float) -> tuple[list
             ).fetchone()
             if row and row[0] is not None:
                 serving.append((now, row[0].timestamp()))
-            seq = table_version(lake)
+            seq = table_version(lake) if lake is not None else 0
             if seq > seen_seq:
                 seen_seq = seq
                 lake_commits.append((now, seq))

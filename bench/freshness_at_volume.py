@@ -165,7 +165,7 @@ def measure_case(
         start = time.time()
         watcher = threading.Thread(target=watch_run_workers, args=(dagster_url, start, stop, samples), daemon=True)
         watcher.start()
-        serving, _ = poll_watermarks(database_url, home / "lake", measured + 20)
+        serving, _ = poll_watermarks(database_url, None, measured + 20)
         stop.set()
         watcher.join(10)
     finally:

@@ -192,7 +192,8 @@ def test_late_events_fold_without_rebuilding_and_an_earlier_copy_rebuilds(tmp_pa
     write_fx(url, [BEFORE, DAY])
     lake = tmp_path / "lake"
     at = scenario.at
-    first = scenario.event("page_view", at(DAY, "00:10:00"), "u1", "s1", event_id="e1")
+    first_id = "00000000-0000-4000-8000-0000000000e1"
+    first = scenario.event("page_view", at(DAY, "00:10:00"), "u1", "s1", event_id=first_id)
     stream = [
         [first, scenario.event("product_view", at(DAY, "00:12:00"), "u2", "s2", country="DE")],
         # late: the previous day's last hour (sliding windows' tail), users entering the WAU / MAU windows,

@@ -10,6 +10,7 @@ import yaml
 
 from shoppulse.allocator import DRAIN_MALLOC_CONF, POLARS_MALLOC_CONF_VAR
 from shoppulse.settings import PROJECT_ROOT
+from shoppulse.stack.postgres import SERVER_TUNING
 
 COMPOSE = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed (make test installs it as root)")
@@ -111,3 +112,12 @@ def test_compose_restarts_what_dies_like_the_supervisor() -> None:
     ]
     assert "healthcheck" in watchdog
     assert "api.http_protocol:GuardedHttpToolsProtocol" in services["api"]["command"]
+
+
+def test_compose_postgres_runs_with_the_local_clusters_server_settings() -> None:
+    command = compose_config()["services"]["postgres"]["command"]
+    assert command[0] == "postgres"
+    given = dict(
+        setting.split("=", 1) for flag, setting in zip(command[1::2], command[2::2], strict=True) if flag == "-c"
+    )
+    assert given == SERVER_TUNING

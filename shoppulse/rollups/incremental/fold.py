@@ -48,7 +48,7 @@ from shoppulse.rollups.incremental import store
 from shoppulse.rollups.products import products_tables
 from shoppulse.rollups.sales import in_reporting_currency, sales_tables
 from shoppulse.rollups.traffic import traffic_hourly
-from shoppulse.rollups.users import MINUTE_MS, day_start
+from shoppulse.rollups.users import LOOKBACK_MINUTES, MINUTE_MS, day_start
 from shoppulse.rollups.writer import LOCK_NAMESPACE, LOCK_TIMEOUT, NOTIFY_CHANNEL, UPSERT_LEDGER
 
 FxLookup = Callable[[dt.date, Collection[str]], Mapping[str, Decimal]]
@@ -366,7 +366,7 @@ def _sessions(cur: psycopg.Cursor, day: dt.date, events: pl.DataFrame, rebuild: 
     rows = _add(cur, "funnel_daily", delta.select(funnel.columns), rebuild)
     store.delete(cur, funnel, rows.filter(pl.col("sessions") == 0).select(funnel.key))
     touched = store.upsert(cur, funnel, rows.filter(pl.col("sessions") != 0))
-    store.upsert(cur, store.FOLD_SESSIONS, merged.select(store.FOLD_SESSIONS.columns))
+    store.merge(cur, store.FOLD_SESSIONS, merged.select(store.FOLD_SESSIONS.columns))
     return {"funnel_daily": touched}, int(joined["first_ts_old"].is_null().sum())
 
 
@@ -462,25 +462,15 @@ def _minutes(
         sources.append(tail.select("user_id", pl.col("event_ts").cast(TS)))
     pairs = (
         pl.concat(sources)
-        .select(pl.lit(day).alias("event_date"), "user_id", minute_start=pl.col("event_ts").dt.truncate("1m"))
+        .select("user_id", m=(pl.col("event_ts").dt.epoch("ms") - start_ms) // MINUTE_MS)
+        .filter(pl.col("m").is_between(-LOOKBACK_MINUTES, DAY_MINUTES - 1))
         .unique()
     )
-    if rebuild:  # nothing folded yet: every pair is new, with no folded neighbours
-        near = pairs.with_columns(prev_old=pl.lit(None, MINUTE), next_old=pl.lit(None, MINUTE), known=pl.lit(False))
-    else:
-        near = _neighbours(cur, day, pairs)
-    new = near.filter(~pl.col("known"))
-    store.insert(cur, store.FOLD_MINUTES, new.select(store.FOLD_MINUTES.columns))
-
-    def minute_index(column: str) -> pl.Expr:
-        return (pl.col(column).dt.epoch("ms") - start_ms) // MINUTE_MS
-
-    ordered = (
-        new.with_columns(
-            m=minute_index("minute_start"), prev_old=minute_index("prev_old"), next_old=minute_index("next_old")
-        )
-        .sort("user_id", "m")
-        .with_columns(prev=pl.max_horizontal("prev_old", pl.col("m").shift(1).over("user_id")))
+    folded = _folded_minutes(cur, day, pairs.select("user_id").unique(), rebuild)
+    new = _new_minutes(pairs, folded)
+    _store_minutes(cur, day, new.select("user_id", "m"), folded)
+    ordered = new.sort("user_id", "m").with_columns(
+        prev=pl.max_horizontal("prev_old", pl.col("m").shift(1).over("user_id"))
     )
     counts_table = store.FOLD_MINUTE_COUNTS
     counts_schema = {"event_date": pl.Date(), "minute_start": MINUTE, **dict.fromkeys(ACTIVE_USER_COLUMNS, pl.Int64())}
@@ -526,54 +516,67 @@ def _minutes(
     return touched
 
 
-def _neighbours(cur: psycopg.Cursor, day: dt.date, pairs: pl.DataFrame) -> pl.DataFrame:
-    """For each (user, minute) of `pairs`: whether it is already folded, and the user's nearest folded
-    minutes before and after it. One index range scan per distinct user of the batch reads that user's
-    folded minutes (at most the day's 1,440 and the previous day's last hour), returned as one text value
-    of (user number, epoch ms) lines; two as-of joins find the neighbours."""
-    schema = {**dict(pairs.schema), "prev_old": MINUTE, "next_old": MINUTE, "known": pl.Boolean()}
-    if pairs.is_empty():
-        return pl.DataFrame(schema=schema)
-    users = pairs.select("user_id").unique().with_row_index("uid")
-    stage = "fold_stage_minute_users"
-    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (uid integer, user_id text PRIMARY KEY) ON COMMIT DROP")
-    cur.execute(f"TRUNCATE {stage}")
-    with cur.copy(f"COPY {stage} (uid, user_id) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(users.write_csv(include_header=False).encode())
-    lines = cur.execute(
-        f"""SELECT string_agg(s.uid || ',' || (extract(epoch FROM m.minute_start) * 1000)::bigint, E'\\n')
-            FROM {store.SCHEMA}.fold_minutes m JOIN {stage} s ON s.user_id = m.user_id
-            WHERE m.event_date = %s""",
-        (day,),
-    ).fetchone()[0]  # type: ignore[index]
-    ordered = pairs.join(users, on="user_id").sort("minute_start")
-    if not lines:
-        return pairs.with_columns(prev_old=pl.lit(None, MINUTE), next_old=pl.lit(None, MINUTE), known=pl.lit(False))
-    folded = (
-        pl.read_csv(lines.encode(), has_header=False, schema={"uid": pl.UInt32(), "ms": pl.Int64()})
-        .select("uid", minute=pl.col("ms").cast(MINUTE))
-        .sort("minute")
+MINUTE_BITS = LOOKBACK_MINUTES + DAY_MINUTES
+"""Bits of a user's minutes bitmap: bit i (most significant first) is minute i - LOOKBACK_MINUTES of the
+day, so the previous day's last minutes that the sliding windows reach come first."""
+MINUTE_BYTES = -(-MINUTE_BITS // 8)
+MINUTES_SCHEMA = {"event_date": pl.Date(), "user_id": pl.String(), "minutes": pl.Binary()}
+
+
+def _folded_minutes(cur: psycopg.Cursor, day: dt.date, users: pl.DataFrame, rebuild: bool) -> pl.DataFrame:
+    """(user_id, m) of every minute already folded for `users` (one bitmap row per user: an index probe)."""
+    keys = users.select(pl.lit(day).alias("event_date"), "user_id")
+    rows = store.fetch(cur, store.FOLD_USER_MINUTES, keys, MINUTES_SCHEMA, rebuild)
+    if rows.is_empty():
+        return pl.DataFrame(schema={"user_id": pl.String(), "m": pl.Int64()})
+    packed = np.frombuffer(b"".join(rows["minutes"].to_list()), dtype=np.uint8).reshape(rows.height, MINUTE_BYTES)
+    row, bit = np.nonzero(np.unpackbits(packed, axis=1)[:, :MINUTE_BITS])
+    return pl.DataFrame(
+        {"user_id": rows["user_id"].gather(row), "m": pl.Series(bit.astype(np.int64) - LOOKBACK_MINUTES)}
     )
 
+
+def _new_minutes(pairs: pl.DataFrame, folded: pl.DataFrame) -> pl.DataFrame:
+    """The pairs (user_id, m) not folded yet, each with its user's nearest folded minutes before and after
+    (prev_old, next_old; null when none), by two as-of joins."""
+    new = pairs.join(folded, on=["user_id", "m"], how="anti").sort("m")
+    if folded.is_empty():
+        return new.with_columns(prev_old=pl.lit(None, pl.Int64), next_old=pl.lit(None, pl.Int64))
+    ordered = folded.sort("m")
+
     def nearest(strategy: str, name: str) -> pl.DataFrame:
-        return ordered.join_asof(
-            folded.rename({"minute": name}),
-            left_on="minute_start",
-            right_on=name,
-            by="uid",
+        return new.join_asof(
+            ordered.with_columns(pl.col("m").alias(name)),
+            on="m",
+            by="user_id",
             strategy=strategy,  # type: ignore[arg-type]
             allow_exact_matches=False,
             check_sortedness=False,
-        ).select("uid", "minute_start", name)
+        ).select("user_id", "m", name)
 
-    known = folded.select("uid", minute_start="minute", known=pl.lit(True))
-    return (
-        ordered.join(nearest("backward", "prev_old"), on=["uid", "minute_start"])
-        .join(nearest("forward", "next_old"), on=["uid", "minute_start"])
-        .join(known, on=["uid", "minute_start"], how="left")
-        .with_columns(pl.col("known").fill_null(False))
-        .select(list(schema))
+    return new.join(nearest("backward", "prev_old"), on=["user_id", "m"]).join(
+        nearest("forward", "next_old"), on=["user_id", "m"]
     )
+
+
+def _store_minutes(cur: psycopg.Cursor, day: dt.date, new: pl.DataFrame, folded: pl.DataFrame) -> None:
+    """Set the bits of the `new` pairs in their users' bitmaps (rows of new users are created)."""
+    if new.is_empty():
+        return
+    users = new.select("user_id").unique().with_row_index("row")
+    bits = np.zeros((users.height, MINUTE_BYTES * 8), dtype=np.uint8)
+    for frame in (new, folded):
+        placed = frame.join(users, on="user_id")
+        bits[placed["row"].to_numpy(), placed["m"].to_numpy() + LOOKBACK_MINUTES] = 1
+    packed = np.packbits(bits, axis=1)
+    rows = pl.DataFrame(
+        {
+            "event_date": pl.Series([day] * users.height, dtype=pl.Date),
+            "user_id": users["user_id"],
+            "minutes": ["\\x" + row.tobytes().hex() for row in packed],
+        }
+    )
+    store.merge(cur, store.FOLD_USER_MINUTES, rows)
 
 
 def _write_ledger(cur: psycopg.Cursor, batch: FoldBatch, header: dict[str, Any], run_id: str | None) -> dict[str, int]:
@@ -616,6 +619,7 @@ def fold(
     outcome = FoldOutcome(batch.day, rebuild, batch.events.height, 0, lake_version=batch.new_version)
     with conn.transaction(), conn.cursor() as cur:
         _lock(cur, batch.day)
+        store.probe_plans(cur)
         if rebuild:
             _clear(cur, batch.day)
             header = _new_header(batch.day, batch.window)

@@ -53,7 +53,7 @@ FOLD_USERS = _table("fold_users", ("event_date", "user_id"), ("last_before",))
 FOLD_WINDOW = _table("fold_window", ("event_date", "user_id"), ("last_before",))
 FOLD_CUSTOMERS = _table("fold_customers", ("event_date", "user_id"), ("first_order",))
 FOLD_SESSION_HOURS = _table("fold_session_hours", ("event_date", "hour_start", "session_id"), ())
-FOLD_MINUTES = _table("fold_minutes", ("event_date", "user_id", "minute_start"), ())
+FOLD_USER_MINUTES = _table("fold_user_minutes", ("event_date", "user_id"), ("minutes",))
 FOLD_MINUTE_COUNTS = _table(
     "fold_minute_counts",
     ("event_date", "minute_start"),
@@ -66,10 +66,18 @@ STATE_TABLES = (
     FOLD_WINDOW,
     FOLD_CUSTOMERS,
     FOLD_SESSION_HOURS,
-    FOLD_MINUTES,
+    FOLD_USER_MINUTES,
     FOLD_MINUTE_COUNTS,
     FOLD_DAYS,
 )
+
+
+def probe_plans(cur: psycopg.Cursor) -> None:
+    """For the rest of the transaction, join staged keys to a table by index probes only: a fold touches
+    a few thousand keys of a day that may hold millions of rows, and a hash or merge join would scan the
+    whole partition (its cost would follow the day, not the batch)."""
+    cur.execute("SET LOCAL enable_hashjoin = off")
+    cur.execute("SET LOCAL enable_mergejoin = off")
 
 
 def _csv(frame: pl.DataFrame, columns: tuple[str, ...]) -> bytes:
@@ -105,11 +113,12 @@ def fetch(
     known_empty: bool = False,
 ) -> pl.DataFrame:
     """The rows of `table` whose keys are among `keys` (a frame with the key columns), as `schema`
-    (`known_empty`: the caller knows there are none, e.g. the partition was just cleared)."""
+    (`known_empty`: the caller knows there are none, e.g. the partition was just cleared). String
+    columns are read as text (e.g. a `uuid` key)."""
     if keys.is_empty() or known_empty:
         return pl.DataFrame(schema=schema)
     stage = _stage(cur, table, keys.unique(table.key), table.key)
-    columns = ", ".join(f"t.{c}" for c in table.columns)
+    columns = ", ".join(f"t.{c}::text" if schema[c] == pl.String else f"t.{c}" for c in table.columns)
     rows = cur.execute(f"SELECT {columns} FROM {SCHEMA}.{table.name} t JOIN {stage} s ON {_join(table, stage)}")
     return _frame(rows.fetchall(), table, schema)
 
@@ -148,6 +157,20 @@ def upsert(cur: psycopg.Cursor, table: ServingTable, rows: pl.DataFrame) -> int:
     stage = _stage(cur, table, rows, table.columns)
     cur.execute(f"DELETE FROM {SCHEMA}.{table.name} t USING {stage} s WHERE {_join(table, stage)}")
     cur.execute(f"INSERT INTO {SCHEMA}.{table.name} ({', '.join(table.columns)}) SELECT * FROM {stage}")
+    return cur.rowcount
+
+
+def merge(cur: psycopg.Cursor, table: ServingTable, rows: pl.DataFrame) -> int:
+    """Make `rows` the rows of their keys, updating the keys already present in place (no new index
+    entries: a heap-only update when the page has room). Returns rows written."""
+    if rows.is_empty():
+        return 0
+    stage = _stage(cur, table, rows, table.columns)
+    values = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.columns if c not in table.key)
+    cur.execute(
+        f"INSERT INTO {SCHEMA}.{table.name} ({', '.join(table.columns)}) SELECT * FROM {stage}"
+        f" ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {values}"
+    )
     return cur.rowcount
 
 
