@@ -516,24 +516,23 @@ def _minutes(
     return touched
 
 
-MINUTE_BITS = LOOKBACK_MINUTES + DAY_MINUTES
-"""Bits of a user's minutes bitmap: bit i (most significant first) is minute i - LOOKBACK_MINUTES of the
-day, so the previous day's last minutes that the sliding windows reach come first."""
-MINUTE_BYTES = -(-MINUTE_BITS // 8)
+MINUTE_CODE = np.dtype(">u2")
+"""A user's folded minutes are stored as their sorted numbers m + LOOKBACK_MINUTES (minute m of the day;
+the previous day's last minutes first, from 0), two bytes big-endian each: most users are active a few
+minutes of a day, so a row costs what its user did, not a fixed bitmap of the day."""
 MINUTES_SCHEMA = {"event_date": pl.Date(), "user_id": pl.String(), "minutes": pl.Binary()}
 
 
 def _folded_minutes(cur: psycopg.Cursor, day: dt.date, users: pl.DataFrame, rebuild: bool) -> pl.DataFrame:
-    """(user_id, m) of every minute already folded for `users` (one bitmap row per user: an index probe)."""
+    """(user_id, m) of every minute already folded for `users` (one row per user: an index probe)."""
     keys = users.select(pl.lit(day).alias("event_date"), "user_id")
     rows = store.fetch(cur, store.FOLD_USER_MINUTES, keys, MINUTES_SCHEMA, rebuild)
     if rows.is_empty():
         return pl.DataFrame(schema={"user_id": pl.String(), "m": pl.Int64()})
-    packed = np.frombuffer(b"".join(rows["minutes"].to_list()), dtype=np.uint8).reshape(rows.height, MINUTE_BYTES)
-    row, bit = np.nonzero(np.unpackbits(packed, axis=1)[:, :MINUTE_BITS])
-    return pl.DataFrame(
-        {"user_id": rows["user_id"].gather(row), "m": pl.Series(bit.astype(np.int64) - LOOKBACK_MINUTES)}
-    )
+    codes = rows["minutes"].to_list()
+    per_user = np.fromiter((len(code) // MINUTE_CODE.itemsize for code in codes), dtype=np.int64, count=len(codes))
+    minutes = np.frombuffer(b"".join(codes), dtype=MINUTE_CODE).astype(np.int64) - LOOKBACK_MINUTES
+    return pl.DataFrame({"user_id": rows["user_id"].gather(np.repeat(np.arange(rows.height), per_user)), "m": minutes})
 
 
 def _new_minutes(pairs: pl.DataFrame, folded: pl.DataFrame) -> pl.DataFrame:
@@ -560,20 +559,22 @@ def _new_minutes(pairs: pl.DataFrame, folded: pl.DataFrame) -> pl.DataFrame:
 
 
 def _store_minutes(cur: psycopg.Cursor, day: dt.date, new: pl.DataFrame, folded: pl.DataFrame) -> None:
-    """Set the bits of the `new` pairs in their users' bitmaps (rows of new users are created)."""
+    """Add the `new` pairs to their users' folded minutes (rows of new users are created)."""
     if new.is_empty():
         return
-    users = new.select("user_id").unique().with_row_index("row")
-    bits = np.zeros((users.height, MINUTE_BYTES * 8), dtype=np.uint8)
-    for frame in (new, folded):
-        placed = frame.join(users, on="user_id")
-        bits[placed["row"].to_numpy(), placed["m"].to_numpy() + LOOKBACK_MINUTES] = 1
-    packed = np.packbits(bits, axis=1)
+    users = new.select("user_id").unique()
+    minutes = pl.concat([new, folded.join(users, on="user_id", how="semi")]).unique().sort("user_id", "m")
+    ends = minutes.group_by("user_id", maintain_order=True).len().with_columns(end=pl.col("len").cum_sum())
+    codes = ((minutes["m"].to_numpy() + LOOKBACK_MINUTES).astype(MINUTE_CODE)).tobytes()
+    size = MINUTE_CODE.itemsize
     rows = pl.DataFrame(
         {
-            "event_date": pl.Series([day] * users.height, dtype=pl.Date),
-            "user_id": users["user_id"],
-            "minutes": ["\\x" + row.tobytes().hex() for row in packed],
+            "event_date": pl.Series([day] * ends.height, dtype=pl.Date),
+            "user_id": ends["user_id"],
+            "minutes": [
+                "\\x" + codes[(end - count) * size : end * size].hex()
+                for count, end in zip(ends["len"].to_list(), ends["end"].to_list(), strict=True)
+            ],
         }
     )
     store.merge(cur, store.FOLD_USER_MINUTES, rows)
