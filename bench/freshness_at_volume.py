@@ -33,6 +33,7 @@ from freshness import poll_watermarks, visibility_latencies
 
 from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.rollups.incremental.fold import state_bytes
+from shoppulse.rollups.reconcile import lake_partition_versions
 from shoppulse.settings import PROJECT_ROOT, get_settings
 from shoppulse.stack import services
 from shoppulse.stack.isolated import IsolatedRun, isolated_stack_databases, start_isolated_run
@@ -83,16 +84,18 @@ def watch_run_workers(dagster_url: str, since: float, stop: threading.Event, sam
 
 
 def caught_up(database_url: str, lake: Path, events: int) -> bool:
-    """The lake holds at least `events` rows for today and today's sales ledger reflects its version."""
+    """The lake holds at least `events` rows for today and today's sales ledger reflects the newest table
+    version that added rows to it (a later compaction commit changes no data and triggers no run)."""
     snapshot = read_partition(lake, LakeTable.EVENTS, dt.datetime.now(dt.UTC).date())
     if snapshot.rows < events:
         return False
+    changed = lake_partition_versions(lake)[LakeTable.EVENTS].get(snapshot.date, snapshot.version)
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT lake_version FROM analytics.materializations WHERE asset = 'sales' AND partition_date = %s",
             (snapshot.date,),
         ).fetchone()
-    return row is not None and row[0] >= snapshot.version
+    return row is not None and row[0] >= changed
 
 
 def simulator(command: str, env: dict[str, str], topic: str, servers: str, *args: str) -> subprocess.Popen:
