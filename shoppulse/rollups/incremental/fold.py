@@ -520,6 +520,8 @@ MINUTE_CODE = np.dtype(">u2")
 """A user's folded minutes are stored as their sorted numbers m + LOOKBACK_MINUTES (minute m of the day;
 the previous day's last minutes first, from 0), two bytes big-endian each: most users are active a few
 minutes of a day, so a row costs what its user did, not a fixed bitmap of the day."""
+MINUTE_HEX = pl.Series([f"{code:04x}" for code in range(LOOKBACK_MINUTES + DAY_MINUTES)])
+"""Each minute's code as written in the row (bytea hex input), so a batch encodes its rows in Polars."""
 MINUTES_SCHEMA = {"event_date": pl.Date(), "user_id": pl.String(), "minutes": pl.Binary()}
 
 
@@ -529,9 +531,8 @@ def _folded_minutes(cur: psycopg.Cursor, day: dt.date, users: pl.DataFrame, rebu
     rows = store.fetch(cur, store.FOLD_USER_MINUTES, keys, MINUTES_SCHEMA, rebuild)
     if rows.is_empty():
         return pl.DataFrame(schema={"user_id": pl.String(), "m": pl.Int64()})
-    codes = rows["minutes"].to_list()
-    per_user = np.fromiter((len(code) // MINUTE_CODE.itemsize for code in codes), dtype=np.int64, count=len(codes))
-    minutes = np.frombuffer(b"".join(codes), dtype=MINUTE_CODE).astype(np.int64) - LOOKBACK_MINUTES
+    per_user = (rows["minutes"].bin.size() // MINUTE_CODE.itemsize).to_numpy()
+    minutes = np.frombuffer(b"".join(rows["minutes"].to_list()), dtype=MINUTE_CODE).astype(np.int64) - LOOKBACK_MINUTES
     return pl.DataFrame({"user_id": rows["user_id"].gather(np.repeat(np.arange(rows.height), per_user)), "m": minutes})
 
 
@@ -564,19 +565,10 @@ def _store_minutes(cur: psycopg.Cursor, day: dt.date, new: pl.DataFrame, folded:
         return
     users = new.select("user_id").unique()
     minutes = pl.concat([new, folded.join(users, on="user_id", how="semi")]).unique().sort("user_id", "m")
-    ends = minutes.group_by("user_id", maintain_order=True).len().with_columns(end=pl.col("len").cum_sum())
-    codes = ((minutes["m"].to_numpy() + LOOKBACK_MINUTES).astype(MINUTE_CODE)).tobytes()
-    size = MINUTE_CODE.itemsize
-    rows = pl.DataFrame(
-        {
-            "event_date": pl.Series([day] * ends.height, dtype=pl.Date),
-            "user_id": ends["user_id"],
-            "minutes": [
-                "\\x" + codes[(end - count) * size : end * size].hex()
-                for count, end in zip(ends["len"].to_list(), ends["end"].to_list(), strict=True)
-            ],
-        }
+    rows = minutes.group_by("user_id", maintain_order=True).agg(
+        minutes=pl.lit("\\x") + pl.lit(MINUTE_HEX).gather(pl.col("m") + LOOKBACK_MINUTES).str.join("")
     )
+    rows = rows.select(pl.lit(day).alias("event_date"), "user_id", "minutes")
     store.merge(cur, store.FOLD_USER_MINUTES, rows)
 
 
