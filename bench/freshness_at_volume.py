@@ -83,6 +83,54 @@ def watch_run_workers(dagster_url: str, since: float, stop: threading.Event, sam
             time.sleep(0.05)
 
 
+@dataclass
+class ServerActivity:
+    """What the analytics PostgreSQL did in the measured window: seconds an autovacuum worker ran per table,
+    checkpoints, WAL and full-page images written (big-state costs that the run worker's CPU does not show)."""
+
+    vacuum_seconds: dict[str, float] = field(default_factory=dict)
+    checkpoints: int = 0
+    wal_mb: float = 0.0
+    full_page_images: int = 0
+
+    def summary(self, seconds: float) -> str:
+        vacuums = ", ".join(f"{table} {secs:.0f}s" for table, secs in sorted(self.vacuum_seconds.items())) or "none"
+        return (
+            f"autovacuum: {vacuums}; checkpoints {self.checkpoints}; WAL {self.wal_mb / seconds:.1f} MB/s, "
+            f"{self.full_page_images / seconds:.0f} full-page images/s"
+        )
+
+
+def watch_server(database_url: str, stop: threading.Event, activity: ServerActivity) -> None:
+    """Sample the analytics database's autovacuum workers every second until `stop`; count checkpoints and
+    WAL between the start and `stop`."""
+    totals = """SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+                       (SELECT wal_bytes FROM pg_stat_wal), (SELECT wal_fpi FROM pg_stat_wal)"""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        before = conn.execute(totals).fetchone()
+        while not stop.wait(1.0):
+            for (table,) in conn.execute(
+                """SELECT p.relid::regclass::text FROM pg_stat_progress_vacuum p
+                   WHERE p.datname = current_database()"""
+            ).fetchall():
+                activity.vacuum_seconds[table] = activity.vacuum_seconds.get(table, 0.0) + 1.0
+        after = conn.execute(totals).fetchone()
+    activity.checkpoints = after[0] - before[0]
+    activity.wal_mb = float(after[1] - before[1]) / 1e6
+    activity.full_page_images = after[2] - before[2]
+
+
+def run_walls(dagster_url: str, since: float, until: float) -> list[float]:
+    """Wall seconds, start to end, of each rollups run that started in [since, until)."""
+    with psycopg.connect(dagster_url, autocommit=True) as conn:
+        rows = conn.execute(
+            """SELECT end_time - start_time FROM runs
+               WHERE pipeline_name = 'rollups' AND start_time >= %s AND start_time < %s AND end_time IS NOT NULL""",
+            (since, until),
+        ).fetchall()
+    return sorted(float(wall) for (wall,) in rows)
+
+
 def caught_up(database_url: str, lake: Path, events: int) -> bool:
     """The lake holds at least `events` rows for today and today's sales ledger reflects the newest table
     version that added rows to it (a later compaction commit changes no data and triggers no run)."""
@@ -116,6 +164,9 @@ class CaseResult:
     peak_rss_mb: list[float]
     preload_seconds: float
     state_mb: float
+    run_walls: list[float]
+    server: ServerActivity
+    server_seconds: float
 
 
 def run_case(name: str, preload: int, rate: float, measured: float, incremental: bool) -> CaseResult:
@@ -142,6 +193,7 @@ def measure_case(
     live = None
     stop = threading.Event()
     samples = WorkerSamples()
+    activity = ServerActivity()
     try:
         began = time.time()
         if preload:
@@ -168,9 +220,13 @@ def measure_case(
         start = time.time()
         watcher = threading.Thread(target=watch_run_workers, args=(dagster_url, start, stop, samples), daemon=True)
         watcher.start()
+        server = threading.Thread(target=watch_server, args=(database_url, stop, activity), daemon=True)
+        server.start()
         serving, _ = poll_watermarks(database_url, None, measured + 20)
         stop.set()
         watcher.join(10)
+        server.join(10)
+        walls = run_walls(dagster_url, start, start + measured)
     finally:
         stop.set()
         if live is not None and live.poll() is None:
@@ -188,6 +244,9 @@ def measure_case(
         sorted(samples.peak_rss_mb.values()),
         preload_seconds,
         state_mb,
+        walls,
+        activity,
+        measured + 20,
     )
 
 
@@ -237,6 +296,10 @@ def main() -> None:
             f"{case.name:<22} {p50:6.1f} {p95:6.1f} {p99:6.1f} {len(case.cpu):5d} {c50:8.2f} / {c95:<7.2f} "
             f"{rss:23.0f} {case.preload_seconds:10.0f} {case.state_mb:14.0f}"
         )
+    print()
+    for case in cases:
+        w50, w95, _ = quantiles(case.run_walls)
+        print(f"{case.name}: run wall p50/p95 {w50:.2f} / {w95:.2f} s; {case.server.summary(case.server_seconds)}")
     for case in cases:
         empty = next(c for c in cases if c.preloaded == 0 and c.name.split(":")[0] == case.name.split(":")[0])
         if case is empty:

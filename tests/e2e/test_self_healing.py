@@ -40,6 +40,8 @@ HEALTH_SETTINGS = {
     "SHOPPULSE_HEALTH_INGEST_STALL_SECONDS": "4",
     "SHOPPULSE_DRAIN_WATCHDOG_STALL_SECONDS": "8",
     "SHOPPULSE_DRAIN_WATCHDOG_GRACE_SECONDS": "45",
+    # The test polls health and sales from one client for minutes; the per-client limit is tested elsewhere.
+    "SHOPPULSE_API_RATE_LIMIT": "100000/minute",
 }
 
 
