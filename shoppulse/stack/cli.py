@@ -74,8 +74,10 @@ def _report_up(report: services.UpReport) -> None:
     click.echo(f"stack up in {report.seconds:.1f}s: " + "; ".join(p for p in parts if p))
 
 
-class StopRequestedError(Exception):
-    """Raised from the signal handler to unwind `run`/`test` cleanly."""
+class StopRequestedError(BaseException):
+    """Raised from the signal handler to unwind `run`/`test` cleanly. A BaseException, like
+    KeyboardInterrupt: a Ctrl-C that lands inside a step that reports and survives its own failures
+    (`except Exception`, e.g. a watchdog check) must still stop the run."""
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
