@@ -19,36 +19,17 @@ from shoppulse.stack.processes import port_is_open, process_cmdline, tail
 
 SERVICE_USER = "shoppulse"
 SERVER_TUNING = {
+    "shared_buffers": "2GB",
+    "effective_cache_size": "8GB",
     "random_page_cost": "1.1",
     "max_wal_size": "4GB",
     "checkpoint_timeout": "15min",
     "wal_compression": "lz4",
 }
-"""Server settings given at every start (so clusters made before them get them too), with the memory
-sizes of `memory_tuning`. Incremental folding probes and inserts random keys (event, session and user
-ids) all over a big day's state: index probes are priced as the cache hits they are, and fewer checkpoints
-with compressed full-page images cut the WAL those scattered writes cause."""
-
-
-def memory_tuning(memory_bytes: int) -> dict[str, str]:
-    """Shared buffers a quarter of the machine's memory (PostgreSQL's usual advice), from 256 MB to 8 GB,
-    and the planner's cache estimate half of it. A 50M-event day's fold state is ~13 GB; the indexes that
-    every batch probes at random places must stay in shared buffers, not be read back from the OS cache
-    (which the lake and Kafka's log churn) and written out again as they are evicted dirty."""
-    mb = memory_bytes // 2**20
-    return {
-        "shared_buffers": f"{min(max(mb // 4, 256), 8192)}MB",
-        "effective_cache_size": f"{max(mb // 2, 512)}MB",
-    }
-
-
-def machine_memory_bytes() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def server_tuning() -> dict[str, str]:
-    """Every setting the local cluster is started with on this machine."""
-    return {**memory_tuning(machine_memory_bytes()), **SERVER_TUNING}
+"""Server settings given at every start (so clusters made before them get them too). Incremental folding
+probes and inserts random keys (event, session and user ids) all over a big day's state: its indexes
+stay in shared buffers, index probes are priced as the cache hits they are, and fewer checkpoints with
+compressed full-page images cut the WAL those scattered writes cause."""
 
 
 def find_server_bindir() -> Path | None:
@@ -214,7 +195,7 @@ class LocalPostgres:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         if self.user is not None:
             shutil.chown(self.socket_dir, self.user, self.user)
-        tuning = " ".join(f"-c {name}={value}" for name, value in server_tuning().items())
+        tuning = " ".join(f"-c {name}={value}" for name, value in SERVER_TUNING.items())
         options = f"-p {s.pg_port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 {tuning}"
         proc = self._run_as(
             [

@@ -10,7 +10,7 @@ import yaml
 
 from shoppulse.allocator import DRAIN_MALLOC_CONF, POLARS_MALLOC_CONF_VAR
 from shoppulse.settings import PROJECT_ROOT
-from shoppulse.stack.postgres import SERVER_TUNING, memory_tuning
+from shoppulse.stack.postgres import SERVER_TUNING
 
 COMPOSE = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(COMPOSE is None, reason="docker-compose not installed (make test installs it as root)")
@@ -120,5 +120,4 @@ def test_compose_postgres_runs_with_the_local_clusters_server_settings() -> None
     given = dict(
         setting.split("=", 1) for flag, setting in zip(command[1::2], command[2::2], strict=True) if flag == "-c"
     )
-    # Compose cannot size memory from the host: its values are the local cluster's on an 8 GiB machine.
-    assert given == {**memory_tuning(8 * 2**30), **SERVER_TUNING}
+    assert given == SERVER_TUNING
