@@ -92,8 +92,10 @@ class ServerActivity:
     checkpoints: int = 0
     wal_mb: float = 0.0
     full_page_images: int = 0
+    seconds: float = float("nan")
 
-    def summary(self, seconds: float) -> str:
+    def summary(self) -> str:
+        seconds = self.seconds
         vacuums = ", ".join(f"{table} {secs:.0f}s" for table, secs in sorted(self.vacuum_seconds.items())) or "none"
         return (
             f"autovacuum: {vacuums}; checkpoints {self.checkpoints}; WAL {self.wal_mb / seconds:.1f} MB/s, "
@@ -107,7 +109,7 @@ def watch_server(database_url: str, stop: threading.Event, activity: ServerActiv
     totals = """SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
                        (SELECT wal_bytes FROM pg_stat_wal), (SELECT wal_fpi FROM pg_stat_wal)"""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        before = conn.execute(totals).fetchone()
+        before, began = conn.execute(totals).fetchone(), time.monotonic()
         while not stop.wait(1.0):
             for (table,) in conn.execute(
                 """SELECT p.relid::regclass::text FROM pg_stat_progress_vacuum p
@@ -115,6 +117,7 @@ def watch_server(database_url: str, stop: threading.Event, activity: ServerActiv
             ).fetchall():
                 activity.vacuum_seconds[table] = activity.vacuum_seconds.get(table, 0.0) + 1.0
         after = conn.execute(totals).fetchone()
+    activity.seconds = time.monotonic() - began
     activity.checkpoints = after[0] - before[0]
     activity.wal_mb = float(after[1] - before[1]) / 1e6
     activity.full_page_images = after[2] - before[2]
@@ -166,7 +169,6 @@ class CaseResult:
     state_mb: float
     run_walls: list[float]
     server: ServerActivity
-    server_seconds: float
 
 
 def run_case(name: str, preload: int, rate: float, measured: float, incremental: bool) -> CaseResult:
@@ -246,7 +248,6 @@ def measure_case(
         state_mb,
         walls,
         activity,
-        measured + 20,
     )
 
 
@@ -299,7 +300,7 @@ def main() -> None:
     print()
     for case in cases:
         w50, w95, _ = quantiles(case.run_walls)
-        print(f"{case.name}: run wall p50/p95 {w50:.2f} / {w95:.2f} s; {case.server.summary(case.server_seconds)}")
+        print(f"{case.name}: run wall p50/p95 {w50:.2f} / {w95:.2f} s; {case.server.summary()}")
     for case in cases:
         empty = next(c for c in cases if c.preloaded == 0 and c.name.split(":")[0] == case.name.split(":")[0])
         if case is empty:

@@ -520,7 +520,10 @@ MINUTE_CODE = np.dtype(">u2")
 """A user's folded minutes are stored as their sorted numbers m + LOOKBACK_MINUTES (minute m of the day;
 the previous day's last minutes first, from 0), two bytes big-endian each: most users are active a few
 minutes of a day, so a row costs what its user did, not a fixed bitmap of the day."""
-MINUTE_HEX = pl.Series([f"{code:04x}" for code in range(LOOKBACK_MINUTES + DAY_MINUTES)])
+_CODES = np.arange(LOOKBACK_MINUTES + DAY_MINUTES).astype(MINUTE_CODE).tobytes()
+MINUTE_HEX = pl.Series(
+    [_CODES[i : i + MINUTE_CODE.itemsize].hex() for i in range(0, len(_CODES), MINUTE_CODE.itemsize)]
+)
 """Each minute's code as written in the row (bytea hex input), so a batch encodes its rows in Polars."""
 MINUTES_SCHEMA = {"event_date": pl.Date(), "user_id": pl.String(), "minutes": pl.Binary()}
 
