@@ -2,6 +2,7 @@
 empty day in the same run.
 
     uv run python bench/freshness_at_volume.py [--preload 10000000 50000000] [--rate 1000] [--minutes 2]
+        [--keep DIR | --reuse DIR]
 
 For each case (an empty day first, then each --preload size) the script starts the whole stack the way
 `make run` does (own SHOPPULSE_HOME, free ports, fresh topic and databases), preloads today's partition
@@ -10,13 +11,21 @@ holds it and today's rollups caught up with it, then runs the live simulator at 
 measures, as bench/freshness.py does, produced -> visible in the serving tables (p50/p95/p99), plus each
 rollup run worker's CPU seconds and peak RSS (sampled from /proc every 50 ms: a run shorter than that is
 missed, and CPU is a lower bound by up to one sample). Prints one table and the loaded/empty ratios.
+
+A 50M-event preload takes over an hour. `--keep DIR` leaves the last preloaded case's state in place (its
+home, topic and two databases, named in DIR/kept.json) instead of deleting it; `--reuse DIR` then measures
+the current code on that state (after an empty day, as always) without preloading again, and keeps it
+again. The state belongs to its UTC day: live traffic after midnight would land in another partition.
+Delete it with `--drop DIR`.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,12 +33,14 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import psycopg
+from confluent_kafka.admin import AdminClient
 from freshness import poll_watermarks, visibility_latencies
+from psycopg import sql
 
 from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.rollups.incremental.fold import state_bytes
@@ -171,25 +182,89 @@ class CaseResult:
     server: ServerActivity
 
 
-def run_case(name: str, preload: int, rate: float, measured: float, incremental: bool) -> CaseResult:
+@dataclass
+class KeptState:
+    """A preloaded case's stack state left in place (`--keep`) to be measured again (`--reuse`)."""
+
+    day: str
+    preload: int
+    home: str
+    topic: str
+    databases: list[str]
+
+    @staticmethod
+    def load(directory: Path) -> KeptState:
+        return KeptState(**json.loads((directory / "kept.json").read_text()))
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "kept.json").write_text(json.dumps(asdict(self), indent=2))
+
+
+def run_case(
+    name: str,
+    preload: int,
+    rate: float,
+    measured: float,
+    incremental: bool,
+    keep: Path | None = None,
+    reuse: KeptState | None = None,
+) -> CaseResult:
+    """Measure one case on a fresh stack state (preloading `preload` events) or on the `reuse`d one; keep
+    the state in `keep` (a directory) instead of deleting it."""
     settings = get_settings()
-    topic = f"bench.volume.{uuid.uuid4().hex[:8]}"
-    ensure_topic(settings.bootstrap_servers, topic, settings.events_topic_partitions)
-    home = Path(tempfile.mkdtemp(prefix="bench-volume-")) / "home"
-    with isolated_stack_databases(settings, "bench_volume", topic) as env:
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    if reuse is not None:
+        if reuse.day != today:
+            raise SystemExit(f"the kept state holds {reuse.day}, today is {today}: live traffic would land elsewhere")
+        topic, home = reuse.topic, Path(reuse.home)
+    else:
+        topic = f"bench.volume.{uuid.uuid4().hex[:8]}"
+        ensure_topic(settings.bootstrap_servers, topic, settings.events_topic_partitions)
+        home = Path(tempfile.mkdtemp(prefix="bench-volume-")) / "home"
+    reused = reuse.databases if reuse is not None else ()
+    with isolated_stack_databases(settings, "bench_volume", topic, reused, keep=keep is not None) as env:
         run = start_isolated_run(
             home,
             home.parent / "run.log",
             {**env, "SHOPPULSE_INCREMENTAL_ROLLUPS": str(incremental).lower()},
             timeout=300,
         )
-        return measure_case(name, preload, rate, measured, run, home, env, topic)
+        result = measure_case(name, preload, rate, measured, run, home, env, topic, send=reuse is None)
+    if keep is not None:
+        urls = (env["DATABASE_URL"], env["DAGSTER_DATABASE_URL"])
+        databases = [str(psycopg.conninfo.conninfo_to_dict(url)["dbname"]) for url in urls]
+        KeptState(today, preload, str(home), topic, databases).save(keep)
+        print(f"[{name}] state kept: {keep / 'kept.json'}", flush=True)
+    return result
+
+
+def drop_kept(directory: Path) -> None:
+    """Delete a kept state: its databases, topic and home."""
+    kept, settings = KeptState.load(directory), get_settings()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for name in kept.databases:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    for future in admin.delete_topics([kept.topic]).values():
+        future.result(60)
+    shutil.rmtree(Path(kept.home).parent, ignore_errors=True)
+    (directory / "kept.json").unlink()
 
 
 def measure_case(
-    name: str, preload: int, rate: float, measured: float, run: IsolatedRun, home: Path, env: dict[str, str], topic: str
+    name: str,
+    preload: int,
+    rate: float,
+    measured: float,
+    run: IsolatedRun,
+    home: Path,
+    env: dict[str, str],
+    topic: str,
+    send: bool = True,
 ) -> CaseResult:
-    """Preload today, then measure live freshness on the running isolated stack `run` (stopped on exit)."""
+    """Preload today (`send`: else it holds the events already), then measure live freshness on the running
+    isolated stack `run` (stopped on exit)."""
     settings = get_settings()
     database_url, dagster_url = env["DATABASE_URL"], env["DAGSTER_DATABASE_URL"]
     live = None
@@ -198,7 +273,7 @@ def measure_case(
     activity = ServerActivity()
     try:
         began = time.time()
-        if preload:
+        if preload and send:
             now = dt.datetime.now(dt.UTC)
             past = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86_400
             burst = simulator(
@@ -208,8 +283,8 @@ def measure_case(
             print(f"[{name}] preloading {preload:,} events into today ...", flush=True)
             if burst.wait() != 0:
                 raise RuntimeError("simulator burst failed")
-            while not caught_up(database_url, home / "lake", preload):
-                time.sleep(5)
+        while preload and not caught_up(database_url, home / "lake", preload):
+            time.sleep(5)
         preload_seconds = time.time() - began
         with psycopg.connect(database_url, autocommit=True) as conn:
             state_mb = state_bytes(conn) / 1e6
@@ -270,18 +345,30 @@ def main() -> None:
         default=["fold"],
         help="live runs fold (the default) and/or recompute the day (SHOPPULSE_INCREMENTAL_ROLLUPS=false)",
     )
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--keep", type=Path, metavar="DIR", help="keep the last preloaded case's state in DIR")
+    state.add_argument("--reuse", type=Path, metavar="DIR", help="measure on the state kept in DIR (no preload)")
+    state.add_argument("--drop", type=Path, metavar="DIR", help="delete the state kept in DIR, and exit")
     args = parser.parse_args()
     # Started in the background, a process inherits SIGINT ignored: make Ctrl-C / kill -INT / -TERM tear the
     # stacks down (the `finally` of each case) instead of leaving them running.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     services.up(get_settings())
+    if args.drop:
+        drop_kept(args.drop)
+        return
+    kept = KeptState.load(args.reuse) if args.reuse else None
     cases = []
     for mode in args.modes:
         cases.append(run_case(f"{mode}: empty day", 0, args.rate, args.minutes * 60, mode == "fold"))
-        for size in args.preload:
-            name = f"{mode}: {size / 1e6:g}M"
-            cases.append(run_case(name, size, args.rate, args.minutes * 60, mode == "fold"))
+        if kept is not None:
+            name = f"{mode}: kept {kept.preload / 1e6:g}M"
+            cases.append(run_case(name, kept.preload, args.rate, args.minutes * 60, mode == "fold", args.reuse, kept))
+            continue
+        for i, size in enumerate(args.preload):
+            keep = args.keep if i == len(args.preload) - 1 and mode == args.modes[-1] else None
+            cases.append(run_case(f"{mode}: {size / 1e6:g}M", size, args.rate, args.minutes * 60, mode == "fold", keep))
 
     print()
     print(f"live {args.rate:.0f} events/s, {args.minutes:g} min measured per case")

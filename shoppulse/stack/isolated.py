@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,13 +82,24 @@ def start_isolated_run(
 
 
 @contextmanager
-def isolated_stack_databases(settings: Settings, prefix: str, topic: str) -> Iterator[dict[str, str]]:
-    """Two fresh databases (analytics, Dagster) on the real server and the environment that points an
-    isolated `stack run` at them, the real broker and `topic`; the databases are dropped on exit."""
-    names = [f"{prefix}_{uuid.uuid4().hex[:8]}", f"{prefix}_dagster_{uuid.uuid4().hex[:8]}"]
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+def isolated_stack_databases(
+    settings: Settings, prefix: str, topic: str, reuse: Sequence[str] = (), keep: bool = False
+) -> Iterator[dict[str, str]]:
+    """Two databases (analytics, Dagster) on the real server and the environment that points an isolated
+    `stack run` at them, the real broker and `topic`: fresh ones, or the two named in `reuse` (kept by an
+    earlier run). On exit they are dropped, unless `keep` and the block succeeded; databases this call
+    created are dropped on failure too, reused ones never are."""
+    names = list(reuse) or [f"{prefix}_{uuid.uuid4().hex[:8]}", f"{prefix}_dagster_{uuid.uuid4().hex[:8]}"]
+    if not reuse:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            for name in names:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop() -> None:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            for name in names:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
     try:
         yield {
             "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
@@ -96,7 +107,9 @@ def isolated_stack_databases(settings: Settings, prefix: str, topic: str) -> Ite
             "DATABASE_URL": with_database(settings.database_url, names[0]),
             "DAGSTER_DATABASE_URL": with_database(settings.database_url, names[1]),
         }
-    finally:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            for name in names:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    except BaseException:
+        if not reuse:
+            drop()
+        raise
+    if not keep:
+        drop()
