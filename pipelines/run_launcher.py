@@ -34,7 +34,34 @@ from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_
 from shoppulse.allocator import tune_for_batch
 
 PID_TAG = "shoppulse/run_worker_pid"
-DEFAULT_PRELOAD = ("dagster", "dagster_postgres", "polars", "duckdb", "psycopg", "pyarrow", "numpy")
+DEFAULT_PRELOAD = (
+    "dagster",
+    "dagster_postgres",
+    "polars",
+    "duckdb",
+    "psycopg",
+    "pyarrow",
+    "numpy",
+    # what every run imports besides: Dagster's run entry point and the libraries the code location uses
+    "dagster._cli.api",
+    "dagster._grpc.impl",
+    "dagster._utils.test.definitions",
+    "dagster_postgres.storage",
+    "deltalake",
+    "pyarrow.compute",
+    "pyarrow.parquet",
+    "pyarrow.dataset",
+    "numpy.ma",
+    "confluent_kafka.admin",
+    "prometheus_client",
+    "pydantic_settings",
+    "tenacity",
+    "upath",
+    "fsspec",
+    "psycopg2",
+)
+FREEZE_MODULE = "pipelines.fork_warmup"
+"""Always imported last by the fork server (`gc.freeze()`): run workers' collections skip the preloaded heap."""
 
 
 def _execute_run(serialized_args: str) -> None:
@@ -86,7 +113,7 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
             if self._context is None:
                 tune_for_batch()  # the fork server (started next) loads polars with it; run workers inherit it
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(self._preload)
+                context.set_forkserver_preload([*self._preload, FREEZE_MODULE])
                 self._context = context
             return self._context
 

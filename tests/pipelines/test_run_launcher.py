@@ -58,3 +58,28 @@ def test_run_workers_keep_freed_memory_for_reuse() -> None:
     assert worker.exitcode == 0
     options = queue.get()
     assert options.endswith(BATCH_MALLOC_CONF), options
+
+
+def _report_gc_state(queue: SimpleQueue) -> None:
+    import gc
+
+    import polars
+
+    gc.collect()
+    collectable = {id(o) for o in gc.get_objects()}  # every generation a collection walks (not the frozen one)
+    queue.put((gc.get_freeze_count(), id(vars(polars)) in collectable))
+
+
+def test_run_workers_collect_only_their_own_objects() -> None:
+    """The fork server freezes its preloaded heap (`gc.freeze`): a worker's full collections skip the
+    inherited objects (here polars' module namespace) instead of walking them all (100-250 ms each with
+    dagster, polars and duckdb loaded)."""
+    context = ForkServerRunLauncher(preload_modules=["polars"])._fork_server()
+    queue = context.SimpleQueue()
+    worker = context.Process(target=_report_gc_state, args=(queue,))
+    worker.start()
+    worker.join(60)
+    assert worker.exitcode == 0
+    frozen, preloaded_collectable = queue.get()
+    assert frozen > 10_000, frozen
+    assert not preloaded_collectable
