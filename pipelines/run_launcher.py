@@ -4,9 +4,11 @@ Dagster's default launcher has the code server *spawn* a new Python for every ru
 dagster, polars, duckdb and the code location: ~4–6 s of CPU on a 2-core machine before the first
 step, for a rollup that itself takes ~1 s. At a 5-second cadence that start-up is most of the
 freshness delay and most of the CPU. This launcher keeps a `multiprocessing` fork server that has
-imported the heavy third-party modules once; each run worker is forked from it (a few ms) and then
-does exactly what `dagster api execute_run` does — load the job from the run's code origin (so code
-changes are picked up on the next run), execute it, report events to the instance.
+imported the heavy third-party modules and the code location once (`pipelines/fork_warmup.py`); each run
+worker is forked from it (a few ms) and then does exactly what `dagster api execute_run` does — load the
+job from the run's code origin, execute it, report events to the instance. A worker whose preloaded
+project sources changed on disk since imports them afresh, so code changes are picked up on the next
+run.
 
 Termination and run monitoring work on the worker's pid, recorded as a run tag.
 """
@@ -60,14 +62,17 @@ DEFAULT_PRELOAD = (
     "fsspec",
     "psycopg2",
 )
-FREEZE_MODULE = "pipelines.fork_warmup"
-"""Always imported last by the fork server (`gc.freeze()`): run workers' collections skip the preloaded heap."""
+WARMUP_MODULE = "pipelines.fork_warmup"
+"""Always imported last by the fork server: the code location, then `gc.freeze()`."""
 
 
 def _execute_run(serialized_args: str) -> None:
     """Body of a forked run worker: what `dagster api execute_run <args>` does."""
     from dagster._cli.api import execute_run_command
 
+    from pipelines import fork_warmup
+
+    fork_warmup.forget_changed_code()
     os.setsid()  # its own process group, like a spawned worker: signals to the daemon do not reach it
     # `terminate` interrupts the worker; a daemon started in the background may pass SIGINT on ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -113,7 +118,7 @@ class ForkServerRunLauncher(RunLauncher, ConfigurableClass):
             if self._context is None:
                 tune_for_batch()  # the fork server (started next) loads polars with it; run workers inherit it
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload([*self._preload, FREEZE_MODULE])
+                context.set_forkserver_preload([*self._preload, WARMUP_MODULE])
                 self._context = context
             return self._context
 

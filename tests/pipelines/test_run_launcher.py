@@ -83,3 +83,42 @@ def test_run_workers_collect_only_their_own_objects() -> None:
     frozen, preloaded_collectable = queue.get()
     assert frozen > 10_000, frozen
     assert not preloaded_collectable
+
+
+def _report_preloaded(queue: SimpleQueue) -> None:
+    queue.put(sorted(m for m in ("pipelines.definitions", "shoppulse.rollups.incremental.fold") if m in sys.modules))
+
+
+def test_run_workers_find_the_code_location_imported() -> None:
+    context = ForkServerRunLauncher(preload_modules=["polars"])._fork_server()
+    queue = context.SimpleQueue()
+    worker = context.Process(target=_report_preloaded, args=(queue,))
+    worker.start()
+    worker.join(120)
+    assert worker.exitcode == 0
+    assert queue.get() == ["pipelines.definitions", "shoppulse.rollups.incremental.fold"]
+
+
+def test_a_worker_forgets_preloaded_code_whose_source_changed(tmp_path, monkeypatch) -> None:
+    """A run must execute the code on disk: a preloaded project module whose file changed is dropped, so
+    the job's import loads it afresh; unchanged code stays preloaded."""
+    from pipelines import fork_warmup
+
+    source = tmp_path / "shoppulse_probe_module.py"
+    source.write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import shoppulse_probe_module  # type: ignore[import-not-found]
+
+    monkeypatch.setitem(sys.modules, "shoppulse_probe_module", shoppulse_probe_module)
+    preloaded = {"shoppulse_probe_module": source}
+    monkeypatch.setattr(fork_warmup, "_PRELOADED", preloaded)
+    monkeypatch.setattr(fork_warmup, "_STAMPS", fork_warmup._fingerprint(preloaded))
+    assert not fork_warmup.forget_changed_code()
+    assert "shoppulse_probe_module" in sys.modules
+
+    source.write_text("VALUE = 22\n")  # a new size: changed even within the file system's mtime resolution
+    assert fork_warmup.forget_changed_code()
+    assert "shoppulse_probe_module" not in sys.modules
+    import shoppulse_probe_module as reloaded  # type: ignore[import-not-found]
+
+    assert reloaded.VALUE == 22
