@@ -1,9 +1,10 @@
 """Compaction and cleanup of the lake's Delta table: `optimize` and `vacuum`.
 
 Each drain adds one small file per touched partition, and every file costs a scan ~80 µs, so a busy
-day would soon hold thousands. When a partition has `min_files` files smaller than `target_bytes`,
-Delta's `optimize` (compact) rewrites them into files of up to `target_bytes` in one commit whose
-actions have ``dataChange: false`` (readers and `events_added` know nothing changed). It streams one
+day would soon hold thousands. When a partition has `min_files` small files, Delta's `optimize`
+(compact) rewrites the smallest of them, at most MAX_REWRITE_BYTES, into files of up to `target_bytes`
+in one commit whose actions have ``dataChange: false`` (readers and `events_added` know nothing
+changed). It streams one
 bin at a time (``max_concurrent_tasks=1``), so memory stays within the drain's budget, and keeps the
 rows in insertion order. Files it removes stay on storage until `vacuum` deletes them after
 VACUUM_RETENTION_HOURS, so a rollup pinned to an older version keeps reading them.
@@ -33,16 +34,40 @@ WRITER_PROPERTIES = WriterProperties(max_row_group_size=131_072, compression="ZS
 default, 1M rows of events, held hundreds of MB); zstd 3 recompresses the drains' quick zstd 1."""
 
 
-def small_files(actions: pa.Table, kind: LakeTable, date: dt.date, target_bytes: int) -> int:
-    """How many files of partition (kind, date) are smaller than `target_bytes`."""
+MAX_REWRITE_BYTES = 16 * 1024 * 1024
+"""At most this much data is rewritten per compaction (~1 s here): compaction runs inside a drain tick, and
+after a backlog (a catch-up, a preload) a day holds hundreds of MB in drain-sized files; rewriting them
+all at once stalled ingestion for 40 s at 10M events (minutes at 50M). Files past the budget stay as they
+are: a backlog's drains already wrote them large."""
+
+
+def partition_sizes(actions: pa.Table, kind: LakeTable, date: dt.date) -> list[int]:
+    """Sizes of the data files of partition (kind, date)."""
     kinds = actions.column(f"partition.{KIND_COLUMN}").to_pylist()
     dates = actions.column(f"partition.{DATE_COLUMN}").to_pylist()
     sizes = actions.column("size_bytes").to_pylist()
-    return sum(
-        1
-        for k, d, size in zip(kinds, dates, sizes, strict=True)
-        if k == kind.value and str(d) == date.isoformat() and int(size) < target_bytes
-    )
+    day = date.isoformat()
+    return [int(size) for k, d, size in zip(kinds, dates, sizes, strict=True) if k == kind.value and str(d) == day]
+
+
+def compaction_target(sizes: list[int], min_files: int, target_bytes: int, max_bytes: int) -> int | None:
+    """The `target_size` to optimize a partition with, or None when it is not worth it.
+
+    delta-rs rewrites every file of at most `target_size` bytes, packed into files of up to that size. So
+    the smallest files whose sizes add up to at most `max_bytes` are chosen (at least `min_files` of
+    them), and the target is set just under the first file left out (or to `target_bytes` when none is):
+    a compaction rewrites at most `max_bytes`, whatever the partition holds.
+    """
+    small = sorted(size for size in sizes if size <= target_bytes)
+    total, chosen = 0, 0
+    for size in small:
+        if total + size > max_bytes:
+            break
+        total, chosen = total + size, chosen + 1
+    target = target_bytes if chosen == len(small) else min(target_bytes, small[chosen] - 1)
+    if sum(1 for size in small if size <= target) < min_files:
+        return None  # (files the size of the first one left out are left out too)
+    return target
 
 
 def compact_partition(lake: LakeRef, kind: LakeTable, date: dt.date, target_bytes: int = TARGET_BYTES) -> dict:
@@ -63,8 +88,10 @@ def compact_one(
     candidates: list[tuple[LakeTable, dt.date]],
     target_bytes: int = TARGET_BYTES,
     version: int | None = None,
+    max_bytes: int = MAX_REWRITE_BYTES,
 ) -> list[str]:
-    """Compact the first candidate partition holding `min_files` small files at `version`.
+    """Compact the first candidate partition holding `min_files` small files at `version`, rewriting at
+    most `max_bytes` of them (`compaction_target`).
 
     Returns "kind/date" of what was compacted (at most one partition per call, to bound the time). A
     concurrent commit that conflicts with the rewrite (another shard compacting the same day) only
@@ -72,9 +99,10 @@ def compact_one(
     """
     _, actions = pinned_table(lake, version)
     for kind, date in candidates:
-        if small_files(actions, kind, date, target_bytes) >= min_files:
+        target = compaction_target(partition_sizes(actions, kind, date), min_files, target_bytes, max_bytes)
+        if target is not None:
             try:
-                compact_partition(lake, kind, date, target_bytes)
+                compact_partition(lake, kind, date, target)
             except CommitFailedError as exc:
                 logger.info("compaction of %s/%s lost a race (will retry): %s", kind.value, date, exc)
                 return []

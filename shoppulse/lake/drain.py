@@ -40,7 +40,7 @@ from deltalake.transaction import AddAction
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from shoppulse.gc_pause import paused_cyclic_gc
-from shoppulse.lake.compaction import compact_one, vacuum
+from shoppulse.lake.compaction import MAX_REWRITE_BYTES, compact_one, vacuum
 from shoppulse.lake.decode import DecodedBatch, MessageBatch, decode
 from shoppulse.lake.layout import LakeTable
 from shoppulse.lake.legacy import import_legacy, legacy_lake
@@ -69,6 +69,7 @@ class DrainConfig:
     lateness_horizon_ms: int = 72 * 3_600_000
     compaction_min_files: int = 10
     compaction_target_bytes: int = 32 * 1024 * 1024  # optimize streams one bin at a time: RSS stays flat
+    compaction_max_bytes: int = MAX_REWRITE_BYTES  # a tick's compaction rewrites at most this: ~1 s
     vacuum_every_versions: int = 500
     vacuum_retention_hours: int = VACUUM_RETENTION_HOURS
     partitions: tuple[int, ...] | None = None
@@ -390,7 +391,12 @@ def drain_unlocked(config: DrainConfig, began: float | None = None) -> DrainResu
     if result.status == "drained" and config.compacts and time.monotonic() - began < config.max_seconds:
         candidates = [(LakeTable(t), dt.date.fromisoformat(d)) for t, days in result.changed.items() for d in days]
         result.compacted = compact_one(
-            lake, config.compaction_min_files, candidates, config.compaction_target_bytes, version=result.seq
+            lake,
+            config.compaction_min_files,
+            candidates,
+            config.compaction_target_bytes,
+            version=result.seq,
+            max_bytes=config.compaction_max_bytes,
         )
     if result.status == "drained" and config.compacts and result.seq % config.vacuum_every_versions == 0:
         vacuum(lake, config.vacuum_retention_hours)

@@ -11,7 +11,7 @@ import pytest
 
 from shoppulse.contract.schema import LAKE_SCHEMA
 from shoppulse.lake import LakeLogUnavailableError, committed_offsets, events_added, table_version
-from shoppulse.lake.compaction import compact_one, vacuum
+from shoppulse.lake.compaction import compact_one, compaction_target, vacuum
 from shoppulse.lake.drain import DrainConfig
 from shoppulse.lake.layout import LakeTable, partition_dates, read_partition
 from shoppulse.lake.table import _log_entry, open_table
@@ -108,6 +108,43 @@ def test_optimize_merges_files_pinned_versions_stay_readable_until_vacuum(tmp_pa
     assert len(vacuum(tmp_path, retention_hours=0)) == 12
     assert not any(Path(path).exists() for path in before.files)
     assert _rows(tmp_path, DAY).equals(rows_before)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ([5] * 12, 100),  # all small files fit the budget: the usual target
+        ([5] * 3, None),  # too few to be worth a commit
+        ([5] * 10 + [40] * 4, 39),  # a backlog's big files stay out: only the small ones, under 40
+        ([5] * 10 + [7] * 10 + [60], 6),  # the budget (60) stops among the 7s: none of them, all the 5s
+        ([70] * 20, None),  # no file fits the budget at all
+        ([5] * 12 + [150], 100),  # files over the target are never rewritten
+    ],
+)
+def test_a_compaction_rewrites_at_most_its_budget(sizes: list[int], expected: int | None) -> None:
+    target = compaction_target(sizes, min_files=10, target_bytes=100, max_bytes=60)
+    assert target == expected
+    if target is not None and target < 100:  # bounded: what it rewrites fits the budget
+        assert sum(size for size in sizes if size <= target) <= 60
+
+
+def test_after_a_backlog_only_the_small_files_are_compacted(tmp_path: Path) -> None:
+    """Drains of a backlog write big files; a compaction must not rewrite them all in one drain tick."""
+    for i in range(3):
+        append_events(tmp_path, _events(200_000, DAY, offset=i * 200_000))  # a backlog's drains
+    for i in range(12):
+        append_events(tmp_path, _events(5, DAY, offset=700_000 + i * 5))  # live drains
+    before = read_partition(tmp_path, LakeTable.EVENTS, DAY)
+    sizes = sorted(Path(f).stat().st_size for f in before.files)
+    big = set(sorted(before.files, key=lambda f: Path(f).stat().st_size)[-3:])
+    budget = sum(sizes[:12]) + 1  # the live files, not one backlog file more
+    assert budget < sizes[-3]
+    assert compact_one(tmp_path, 10, [(LakeTable.EVENTS, DAY)], target_bytes=10 * sizes[-1], max_bytes=budget) == [
+        f"events/{DAY}"
+    ]
+    after = read_partition(tmp_path, LakeTable.EVENTS, DAY)
+    assert big <= set(after.files)  # the backlog's files are untouched
+    assert len(after.files) == 4 and after.rows == before.rows == 600_060
 
 
 def test_events_added_lists_the_data_files_of_a_version_range(tmp_path: Path) -> None:
