@@ -41,7 +41,10 @@ def kafka_topic(stack: services.UpReport, settings: Settings) -> Iterator[Callab
 
     def make(name: str = "t", partitions: int = 6) -> str:
         topic = f"test.{name}.{uuid.uuid4().hex[:10]}"
-        ensure_topic(settings.bootstrap_servers, topic, partitions)
+        # Kept whatever their timestamps: tests send events dated at fixed past instants (deterministic
+        # days), which the broker's time retention would delete at its next check (every 5 minutes),
+        # under a test that is still reading them back.
+        ensure_topic(settings.bootstrap_servers, topic, partitions, config={"retention.ms": "-1"})
         created.append(topic)
         return topic
 
