@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from multiprocessing.queues import SimpleQueue
+from typing import Any
 
 from dagster import DagsterRunStatus, instance_for_test
 from dagster._core.launcher.base import WorkerStatus
@@ -44,19 +46,25 @@ def test_health_and_termination_follow_the_worker_pid() -> None:
         assert launcher.check_run_worker_health(untracked).status == WorkerStatus.UNKNOWN
 
 
+def _in_forked_worker(report: Callable[[SimpleQueue], None], timeout: float = 120) -> Any:
+    """What `report` puts on its queue when run in a worker forked from the launcher's fork server (the
+    server is per process: whichever launcher started it, it preloads `polars` and the warmup module)."""
+    context = ForkServerRunLauncher(preload_modules=["polars"])._fork_server()
+    queue = context.SimpleQueue()
+    worker = context.Process(target=report, args=(queue,))
+    worker.start()
+    worker.join(timeout)
+    assert worker.exitcode == 0
+    return queue.get()
+
+
 def _report_jemalloc_options(queue: SimpleQueue) -> None:
     queue.put(os.environ.get(POLARS_MALLOC_CONF_VAR, ""))
 
 
 def test_run_workers_keep_freed_memory_for_reuse() -> None:
     """Workers forked from the fork server run polars with the batch allocator options (last wins)."""
-    context = ForkServerRunLauncher(preload_modules=["polars"])._fork_server()
-    queue = context.SimpleQueue()
-    worker = context.Process(target=_report_jemalloc_options, args=(queue,))
-    worker.start()
-    worker.join(60)
-    assert worker.exitcode == 0
-    options = queue.get()
+    options = _in_forked_worker(_report_jemalloc_options)
     assert options.endswith(BATCH_MALLOC_CONF), options
 
 
@@ -74,13 +82,7 @@ def test_run_workers_collect_only_their_own_objects() -> None:
     """The fork server freezes its preloaded heap (`gc.freeze`): a worker's full collections skip the
     inherited objects (here polars' module namespace) instead of walking them all (100-250 ms each with
     dagster, polars and duckdb loaded)."""
-    context = ForkServerRunLauncher(preload_modules=["polars"])._fork_server()
-    queue = context.SimpleQueue()
-    worker = context.Process(target=_report_gc_state, args=(queue,))
-    worker.start()
-    worker.join(60)
-    assert worker.exitcode == 0
-    frozen, preloaded_collectable = queue.get()
+    frozen, preloaded_collectable = _in_forked_worker(_report_gc_state)
     assert frozen > 10_000, frozen
     assert not preloaded_collectable
 
@@ -90,13 +92,7 @@ def _report_preloaded(queue: SimpleQueue) -> None:
 
 
 def test_run_workers_find_the_code_location_imported() -> None:
-    context = ForkServerRunLauncher(preload_modules=["polars"])._fork_server()
-    queue = context.SimpleQueue()
-    worker = context.Process(target=_report_preloaded, args=(queue,))
-    worker.start()
-    worker.join(120)
-    assert worker.exitcode == 0
-    assert queue.get() == ["pipelines.definitions", "shoppulse.rollups.incremental.fold"]
+    assert _in_forked_worker(_report_preloaded) == ["pipelines.definitions", "shoppulse.rollups.incremental.fold"]
 
 
 def test_a_worker_forgets_preloaded_code_whose_source_changed(tmp_path, monkeypatch) -> None:
