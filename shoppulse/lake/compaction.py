@@ -4,10 +4,10 @@ Each drain adds one small file per touched partition, and every file costs a sca
 day would soon hold thousands. When a partition has `min_files` small files, Delta's `optimize`
 (compact) rewrites the smallest of them, at most MAX_REWRITE_BYTES, into files of up to `target_bytes`
 in one commit whose actions have ``dataChange: false`` (readers and `events_added` know nothing
-changed). It streams one
-bin at a time (``max_concurrent_tasks=1``), so memory stays within the drain's budget, and keeps the
-rows in insertion order. Files it removes stay on storage until `vacuum` deletes them after
-VACUUM_RETENTION_HOURS, so a rollup pinned to an older version keeps reading them.
+changed). It streams one bin at a time (``max_concurrent_tasks=1``), so memory stays within the
+drain's budget, and keeps the rows in insertion order. Files it removes stay on storage until
+`vacuum` deletes them after VACUUM_RETENTION_HOURS, so a rollup pinned to an older version keeps
+reading them.
 """
 
 from __future__ import annotations
