@@ -21,6 +21,8 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.backfill import execute_backfill_iteration
 
+from shoppulse.settings import CODE_LOCATION_MODULE
+
 DONE = {
     BulkActionStatus.COMPLETED,
     BulkActionStatus.COMPLETED_SUCCESS,
@@ -50,7 +52,7 @@ def run_asset_backfill(
     instance: DagsterInstance,
     assets: Sequence[str],
     partition_keys: Sequence[str],
-    module_name: str = "pipelines.definitions",
+    module_name: str = CODE_LOCATION_MODULE,
     attribute: str = "defs",
     timeout_seconds: float = 900.0,
 ) -> BackfillOutcome:

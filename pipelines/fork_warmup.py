@@ -19,8 +19,8 @@ import logging
 import sys
 from pathlib import Path
 
-CODE_LOCATION = "pipelines.definitions"
-"""The module the workspace loads (`shoppulse/stack/apps.py`, docker-compose)."""
+from shoppulse.settings import CODE_LOCATION_MODULE
+
 PROJECT_PACKAGES = ("pipelines", "assets", "resources", "shoppulse")
 
 logger = logging.getLogger(__name__)
@@ -49,9 +49,9 @@ def _fingerprint(sources: dict[str, Path]) -> dict[str, tuple[int, int]]:
 
 
 try:
-    importlib.import_module(CODE_LOCATION)
+    importlib.import_module(CODE_LOCATION_MODULE)
 except Exception:  # the worker imports it again and its run reports the error
-    logger.exception("the fork server could not preload %s", CODE_LOCATION)
+    logger.exception("the fork server could not preload %s", CODE_LOCATION_MODULE)
 _PRELOADED = _project_modules()
 _STAMPS = _fingerprint(_PRELOADED)
 gc.freeze()

@@ -14,6 +14,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CODE_LOCATION_MODULE = "pipelines.definitions"
+"""The module holding the one `Definitions` (the code server loads it; the run launcher preloads it)."""
 
 
 class Settings(BaseSettings):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoppulse.allocator import DRAIN_MALLOC_CONF, with_malloc_conf
-from shoppulse.settings import PROJECT_ROOT, Settings
+from shoppulse.settings import CODE_LOCATION_MODULE, PROJECT_ROOT, Settings
 from shoppulse.stack import celery, prometheus
 from shoppulse.stack.errors import StackError
 from shoppulse.stack.processes import PidFile, port_is_open, process_cmdline, start_detached, stop_pid, tail
@@ -70,7 +70,7 @@ def app_processes(settings: Settings, with_simulator: bool = True) -> list[AppPr
                 "code-server",
                 "start",
                 "-m",
-                "pipelines.definitions",
+                CODE_LOCATION_MODULE,
                 "-h",
                 "127.0.0.1",
                 "-p",
