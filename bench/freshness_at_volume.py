@@ -106,7 +106,8 @@ class ServerActivity:
     full_page_images: int = 0
     seconds: float = float("nan")
     checks_runs: int = 0
-    """Hourly `rollup_checks` runs that overlapped the window (0 unless a window outlasted the wait)."""
+    """`rollup_checks` runs that overlapped the window: the 10-minute recompute of today (steady state, not
+    avoided) and the hourly run, if the window outlasted the wait for it."""
 
     def summary(self) -> str:
         seconds = self.seconds
