@@ -41,14 +41,13 @@ import numpy as np
 import psycopg
 from confluent_kafka.admin import AdminClient
 from freshness import poll_watermarks, visibility_latencies
-from psycopg import sql
 
 from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.rollups.incremental.fold import state_bytes
 from shoppulse.rollups.reconcile import lake_partition_versions
 from shoppulse.settings import PROJECT_ROOT, get_settings
 from shoppulse.stack import services
-from shoppulse.stack.isolated import IsolatedRun, isolated_stack_databases, start_isolated_run
+from shoppulse.stack.isolated import IsolatedRun, drop_databases, isolated_stack_databases, start_isolated_run
 from shoppulse.stack.kafka import ensure_topic
 
 WARMUP_SECONDS = 30
@@ -307,9 +306,7 @@ def run_case(
 def drop_kept(directory: Path) -> None:
     """Delete a kept state: its databases, topic and home."""
     kept, settings = KeptState.load(directory), get_settings()
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for name in kept.databases:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    drop_databases(settings, kept.databases)
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     for future in admin.delete_topics([kept.topic]).values():
         future.result(60)

@@ -95,11 +95,6 @@ def isolated_stack_databases(
             for name in names:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
-    def drop() -> None:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            for name in names:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
     try:
         yield {
             "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
@@ -109,7 +104,14 @@ def isolated_stack_databases(
         }
     except BaseException:
         if not reuse:
-            drop()
+            drop_databases(settings, names)
         raise
     if not keep:
-        drop()
+        drop_databases(settings, names)
+
+
+def drop_databases(settings: Settings, names: Sequence[str]) -> None:
+    """Drop these databases of the real server (connections to them are terminated)."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
