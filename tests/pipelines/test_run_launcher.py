@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from multiprocessing.queues import SimpleQueue
 from typing import Any
@@ -13,7 +14,13 @@ from dagster import DagsterRunStatus, instance_for_test
 from dagster._core.launcher.base import WorkerStatus
 from dagster._core.test_utils import create_run_for_test
 
-from pipelines.run_launcher import PID_TAG, ForkServerRunLauncher
+from pipelines.run_launcher import (
+    BACKFILL_TAG,
+    PID_TAG,
+    ForkServerRunLauncher,
+    _enter_worker,
+    run_niceness,
+)
 from shoppulse.allocator import BATCH_MALLOC_CONF, POLARS_MALLOC_CONF_VAR
 
 LAUNCHER = {"module": "pipelines.run_launcher", "class": "ForkServerRunLauncher"}
@@ -23,6 +30,23 @@ def test_instance_loads_the_launcher_from_dagster_yaml_config() -> None:
     with instance_for_test(overrides={"run_launcher": LAUNCHER}) as instance:
         assert isinstance(instance.run_launcher, ForkServerRunLauncher)
         assert instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_launcher._background_jobs == ("rollup_checks", "dagster_storage_retention")
+    configured = {**LAUNCHER, "config": {"background_jobs": ["alerts"], "background_niceness": 5}}
+    with instance_for_test(overrides={"run_launcher": configured}) as instance:
+        assert instance.run_launcher._background_jobs == ("alerts",)
+        assert instance.run_launcher._background_niceness == 5
+
+
+def test_check_and_backfill_runs_are_niced_live_runs_are_not() -> None:
+    background = ("rollup_checks", "dagster_storage_retention")
+    with instance_for_test() as instance:
+        live = create_run_for_test(instance, job_name="rollups")
+        check = create_run_for_test(instance, job_name="rollup_checks")
+        backfill = create_run_for_test(instance, job_name="rollups", tags={BACKFILL_TAG: "abcdefgh"})
+        assert run_niceness(live, background, 10) == 0
+        assert run_niceness(check, background, 10) == 10
+        assert run_niceness(backfill, background, 7) == 7
+        assert run_niceness(check, (), 10) == 0
 
 
 def test_health_and_termination_follow_the_worker_pid() -> None:
@@ -56,6 +80,23 @@ def _in_forked_worker(report: Callable[[SimpleQueue], None], timeout: float = 12
     worker.join(timeout)
     assert worker.exitcode == 0
     return queue.get()
+
+
+def _report_priority_after_entering(queue: SimpleQueue) -> None:
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    _enter_worker(10)
+    threads_priority: list[int] = []
+    thread = threading.Thread(target=lambda: threads_priority.append(os.getpriority(os.PRIO_PROCESS, 0)))
+    thread.start()
+    thread.join()
+    queue.put((before, os.getpriority(os.PRIO_PROCESS, 0), threads_priority[0], os.getsid(0) == os.getpid()))
+
+
+def test_a_background_worker_and_its_threads_run_at_lower_cpu_priority() -> None:
+    before, after, thread, own_session = _in_forked_worker(_report_priority_after_entering)
+    assert after == min(before + 10, 19)
+    assert thread == after  # polars' and DuckDB's threads, started later, inherit it
+    assert own_session
 
 
 def _report_jemalloc_options(queue: SimpleQueue) -> None:
