@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import random
 import signal
@@ -156,7 +157,11 @@ def test_kill_9_mid_stream_repeatedly_loses_and_doubles_nothing(kafka_topic, set
     while feeder.is_alive() or kills < 6 or (table_version(lake_uri) < 4 and kills < 30):
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert proc.stdout is not None
-        proc.stdout.readline()  # its first drain finished: it is running for real now
+        # Wait for a drain that landed messages (at most 20 drains: the topic may be drained already): it is
+        # running for real now. On a busy machine a new consumer's first drains often land nothing.
+        for _, line in zip(range(20), proc.stdout, strict=False):
+            if json.loads(line)["messages"] > 0:
+                break
         time.sleep(rng.uniform(0.0, 1.5))  # then die at a random point of a later drain
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
