@@ -568,8 +568,12 @@ def _store_minutes(cur: psycopg.Cursor, day: dt.date, new: pl.DataFrame, folded:
         return
     users = new.select("user_id").unique()
     minutes = pl.concat([new, folded.join(users, on="user_id", how="semi")]).unique().sort("user_id", "m")
-    rows = minutes.group_by("user_id", maintain_order=True).agg(
-        minutes=pl.lit("\\x") + pl.lit(MINUTE_HEX).gather(pl.col("m") + LOOKBACK_MINUTES).str.join("")
+    # Each minute's code is looked up once over the whole column: a `pl.lit(MINUTE_HEX).gather` inside
+    # the aggregation materialised the 1,500-code literal per user (2.4 GB and 4.8 s for 95k users).
+    rows = (
+        minutes.with_columns(code=MINUTE_HEX.gather(minutes["m"] + LOOKBACK_MINUTES))
+        .group_by("user_id", maintain_order=True)
+        .agg(minutes=pl.lit("\\x") + pl.col("code").str.join(""))
     )
     rows = rows.select(pl.lit(day).alias("event_date"), "user_id", "minutes")
     store.merge(cur, store.FOLD_USER_MINUTES, rows)
