@@ -155,8 +155,8 @@ def _recompute_results(
                 metadata={
                     "days_compared": MetadataValue.json([r.day.isoformat() for r in mine if r.comparable]),
                     "days_not_comparable": MetadataValue.json([r.day.isoformat() for r in mine if not r.comparable]),
-                    "days_too_large_to_recompute": MetadataValue.json(
-                        {r.day.isoformat(): r.too_large for r in mine if r.too_large}
+                    "days_with_sessions_across_users": MetadataValue.json(
+                        {r.day.isoformat(): r.sessions_across_users for r in mine if r.sessions_across_users}
                     ),
                     "differences": MetadataValue.json(
                         {r.day.isoformat(): r.differing_tables for r in mine if r.differing_tables}

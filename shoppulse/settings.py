@@ -92,10 +92,10 @@ class Settings(BaseSettings):
     )
     recompute_check_max_events: int = Field(
         default=5_000_000,
-        ge=0,
+        ge=1,
         description="The recompute checks (matches_lake_recompute) recompute a day in memory (~1 GB per 2M events). "
-        "On a day holding more events, sales and products (sums) are recomputed in parts of this many events; "
-        "users, funnel and customers are reported as not comparable, with the day's size.",
+        "On a day holding more events, sales and products (sums) are recomputed in parts of this many events, and "
+        "users, funnel and customers (distinct counts) in slices of users of about this many events.",
     )
     fold_max_events: int = Field(
         default=250_000,

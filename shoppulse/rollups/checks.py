@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import TypeVar
 
 import polars as pl
@@ -28,13 +30,13 @@ from shoppulse.rollups import catalog
 from shoppulse.rollups.catalog import SCHEMA, ServingTable
 from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.runner import (
-    ADDITIVE_ROLLUPS,
     EventInputs,
     additive_rollup_writes_in_parts,
     event_rollup_writes,
     fx_write,
     quality_write,
 )
+from shoppulse.rollups.sliced import SLICED_ROLLUPS, sliced_rollup_writes
 from shoppulse.rollups.source import scan_partition
 from shoppulse.rollups.writer import PartitionWrite, ledger_lake_version
 from shoppulse.settings import get_settings
@@ -229,13 +231,14 @@ class RecomputeResult:
     lake_version: int
     differing_tables: dict[str, int] = field(default_factory=dict)
     """Table -> number of rows present on one side only."""
-    too_large: int = 0
-    """Events of a day whose (non-additive) rollup was not recomputed: it would not fit the check's bound."""
+    sessions_across_users: int = 0
+    """On a day recomputed in slices of users: sessions with events of more than one user, which make a
+    rollup counting sessions (users, funnel) not comparable."""
 
     @property
     def comparable(self) -> bool:
         """The serving rows were computed from the lake snapshot just read (else the lake moved on)."""
-        return self.ledger_version == self.lake_version and not self.too_large
+        return self.ledger_version == self.lake_version and not self.sessions_across_users
 
     @property
     def matches(self) -> bool:
@@ -343,12 +346,16 @@ def recompute_and_compare(
     limit = get_settings().recompute_check_max_events
     for version, group in by_version.items():
         snapshot = read_partition(lake_dir, LakeTable.EVENTS, day, version)
-        if snapshot.rows > limit:  # the sums are recomputed in parts; the others would not fit in memory
+        if snapshot.rows > limit:  # too large for memory: sums in parts of events, distinct counts in slices of users
             writes += additive_rollup_writes_in_parts(snapshot, group, fx, reporting_currency, limit)
-            skipped = [RecomputeResult(a, day, version, snapshot.version) for a in group if a not in ADDITIVE_ROLLUPS]
-            for result in skipped:
-                result.too_large = snapshot.rows
-            writes_skipped.extend(skipped)
+            with tempfile.TemporaryDirectory(prefix="shoppulse-check-") as scratch:
+                sliced = sliced_rollup_writes(lake_dir, snapshot, group, limit, Path(scratch))
+            writes += sliced.writes
+            done = {w.asset for w in sliced.writes}
+            for asset in (a for a in group if a in SLICED_ROLLUPS and a not in done):
+                skipped = RecomputeResult(asset, day, version, snapshot.version)
+                skipped.sessions_across_users = sliced.sessions_across_users
+                writes_skipped.append(skipped)
             continue
         inputs = EventInputs(lake_dir, with_users=catalog.USERS in group, version=version).read(day)
         writes += event_rollup_writes(inputs, group, fx, reporting_currency)

@@ -103,20 +103,25 @@ def previous_day_tail(
 
 
 def active_users_minute(
-    events: pl.DataFrame, tail: pl.DataFrame, day: dt.date, day_users: pl.Series | None = None
+    events: pl.DataFrame,
+    tail: pl.DataFrame,
+    day: dt.date,
+    day_users: pl.Series | None = None,
+    last_minute: int | None = None,
 ) -> pl.DataFrame:
-    """Rows of `active_users_minute` for `day`: every minute from 00:00 to the minute of its newest event.
+    """Rows of `active_users_minute` for `day`: every minute from 00:00 to the minute of its newest event
+    (or to `last_minute`, minutes since the epoch, when the events are a slice of the day's users).
 
     `events` (the day's) and `tail` (the previous day's last hour) have columns user_id and event_ts;
     `day_users`, the distinct user_ids of `events` if already known, saves finding them again.
     """
     schema = {"event_date": pl.Date, "minute_start": pl.Datetime("ms", "UTC")}
-    if events.is_empty():
+    if events.is_empty() and (last_minute is None or tail.is_empty()):
         return pl.DataFrame(schema={**schema, **dict.fromkeys(ACTIVE_USER_COLUMNS, pl.Int64)})
     pairs = pl.concat([events.select("user_id", "event_ts"), tail.select("user_id", "event_ts")])
     minutes = pairs.select(minute_of(pl.col("event_ts"))).to_series()
     first = int(day_start(day).timestamp()) // 60
-    last = int(events.select(minute_of(pl.col("event_ts")).max()).item())
+    last = last_minute if last_minute is not None else int(events.select(minute_of(pl.col("event_ts")).max()).item())
     keys = _user_keys(pairs, tail, day_users, bits=64 - packed_slot_bits(minutes))
     counts = sliding_distinct_counts(keys, minutes, first, last, ACTIVE_USER_WINDOWS_MINUTES)
     minute_starts = np.arange(first, last + 1, dtype=np.int64) * MINUTE_MS
