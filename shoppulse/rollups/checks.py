@@ -376,13 +376,20 @@ def recompute_and_compare_days(
     workers: int = 2,
 ) -> list[RecomputeResult]:
     """`recompute_and_compare` for each of `days`, `workers` days at a time (each on its own connection);
-    results in the order of `days`."""
-    return _on_own_connections(
-        database_url,
-        lambda conn, day: recompute_and_compare(lake_dir, conn, assets, day, reporting_currency),
-        days,
-        workers,
-    )
+    results in the order of `days`.
+
+    Each day is checked inside one read-only REPEATABLE READ transaction: the ledger versions, FX rates and
+    serving rows it compares are all as of its start, so live runs committing while the recompute runs
+    (every few seconds, for today) do not make the day incomparable. On a big day that snapshot is held
+    for the minutes the recompute takes (vacuum waits for it; nothing else does)."""
+
+    def in_one_snapshot(conn: psycopg.Connection, day: dt.date) -> list[RecomputeResult]:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            return recompute_and_compare(lake_dir, conn, assets, day, reporting_currency)
+
+    return _on_own_connections(database_url, in_one_snapshot, days, workers)
 
 
 def sample_days(days: Sequence[dt.date], size: int, seed: str) -> list[dt.date]:

@@ -20,7 +20,7 @@ import pytest
 from shoppulse.lake.compaction import compact_partition
 from shoppulse.lake.layout import LakeTable, read_partition
 from shoppulse.lake.writer import append_events
-from shoppulse.rollups import catalog
+from shoppulse.rollups import catalog, checks
 from shoppulse.rollups.checks import recompute_and_compare
 from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.incremental import fold_partition
@@ -245,6 +245,35 @@ def test_the_recompute_check_reads_the_day_at_the_served_version(tmp_path: Path,
         conn.execute("UPDATE analytics.users_daily SET page_views = page_views + 1 WHERE event_date = %s", (DAY,))
         results = recompute_and_compare(lake, conn, [catalog.USERS], DAY, "USD")
         assert [(r.comparable, r.differing_tables) for r in results] == [(True, {"users_daily": 2})]
+
+
+def test_a_fold_committing_during_the_check_leaves_it_comparable(
+    tmp_path: Path, new_database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Today's check takes minutes on a big day while live runs fold every few seconds: it compares the
+    ledger and serving rows as of its start (one REPEATABLE READ snapshot), so a fold that commits while
+    it recomputes neither makes the day incomparable nor a difference."""
+    url = new_database()
+    write_fx(url, [BEFORE, DAY])
+    lake = tmp_path / "lake"
+    append_events(lake, scenario.frame([scenario.event("page_view", scenario.at(DAY, "01:00:00"), "u1", "s1")]))
+    live = psycopg.connect(url, autocommit=True)
+    fold_partition(lake, live, DAY, lambda d, c: rates_in_force(live, d, c), "USD")
+    real_read = checks.read_partition
+    folds_during_check = []
+
+    def read_then_fold_live(*args, **kwargs):
+        snapshot = real_read(*args, **kwargs)
+        if not folds_during_check:  # a live run lands while the check recomputes
+            append_events(lake, scenario.frame([scenario.event("page_view", scenario.at(DAY, "02:00:00"), "u2", "s2")]))
+            folds_during_check.append(fold_partition(lake, live, DAY, lambda d, c: rates_in_force(live, d, c), "USD"))
+        return snapshot
+
+    monkeypatch.setattr(checks, "read_partition", read_then_fold_live)
+    with live:
+        results = checks.recompute_and_compare_days(lake, url, catalog.EVENT_ROLLUPS, [DAY], "USD")
+    assert folds_during_check[0].events_folded == 1
+    assert [(r.comparable, r.matches) for r in results] == [(True, True)] * len(catalog.EVENT_ROLLUPS)
 
 
 def test_a_compaction_between_folds_keeps_folding(tmp_path: Path, new_database) -> None:
