@@ -15,7 +15,7 @@ from psycopg import sql
 from shoppulse.settings import Settings
 from shoppulse.stack.debian import apt_install, can_install
 from shoppulse.stack.errors import StackError
-from shoppulse.stack.processes import port_is_open, process_cmdline, tail
+from shoppulse.stack.processes import port_is_open, process_cmdline, tail, wait_until
 
 SERVICE_USER = "shoppulse"
 SERVER_TUNING = {
@@ -229,8 +229,11 @@ class LocalPostgres:
                     conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Fast shutdown (then immediate). True if it was running."""
-        if self.running_pid() is None:
+        """Fast shutdown (then immediate), returning once the postmaster process is gone (pg_ctl returns
+        when it removed its pid file; unmapping its shared buffers can take a moment more on a busy
+        machine). True if it was running."""
+        pid = self.running_pid()
+        if pid is None:
             return False
         bindir = self.bindir()
         proc = self._run_as(
@@ -238,4 +241,5 @@ class LocalPostgres:
         )
         if proc.returncode != 0 and self.running_pid() is not None:
             self._run_as([str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"])
+        wait_until(lambda: process_cmdline(pid) is None, timeout)
         return True
