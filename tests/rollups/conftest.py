@@ -15,7 +15,7 @@ from psycopg import sql
 
 from shoppulse.rollups import catalog
 from shoppulse.rollups.writer import PartitionWrite, replace_partition
-from shoppulse.settings import Settings
+from shoppulse.settings import Settings, get_settings
 from shoppulse.stack import services
 from shoppulse.warehouse.db import migrate
 from tests.rollups import scenario
@@ -39,6 +39,17 @@ def new_database(stack: services.UpReport, settings: Settings) -> Iterator[Calla
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         for name in created:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def small_check_bound(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS=30 for the test (settings re-read on both sides): a test day of
+    more events is "too large" for the recompute check's in-memory path, as a big production day is."""
+    monkeypatch.setenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS", "30")
+    get_settings.cache_clear()
+    yield 30
+    monkeypatch.delenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS")
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from shoppulse.rollups.incremental import fold_partition
 from shoppulse.rollups.incremental.fold import read_header
 from shoppulse.rollups.runner import ADDITIVE_ROLLUPS
 from shoppulse.rollups.source import load_day_added
-from shoppulse.settings import get_settings
 from tests.rollups import scenario
 from tests.rollups.conftest import write_fx
 
@@ -327,7 +326,7 @@ def test_many_new_pairs_with_and_without_folded_neighbours(tmp_path: Path, new_d
 
 
 def test_the_recompute_check_sums_a_day_over_its_bound_in_parts(
-    tmp_path: Path, new_database, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, new_database, small_check_bound: int
 ) -> None:
     """A day too large to recompute in memory: sales and products (sums) are recomputed in parts of at most
     the bound (copies losing across parts), and still catch a wrong served row; customers are recomputed in
@@ -344,25 +343,19 @@ def test_the_recompute_check_sums_a_day_over_its_bound_in_parts(
     rows = read_partition(lake, LakeTable.EVENTS, DAY).rows
     with psycopg.connect(url, autocommit=True) as conn:
         fold_partition(lake, conn, DAY, lambda d, c: rates_in_force(conn, d, c), "USD")
-        monkeypatch.setenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS", "30")
-        get_settings.cache_clear()
-        try:
-            results = recompute_and_compare(lake, conn, catalog.EVENT_ROLLUPS, DAY, "USD")
-            assert rows > 30
-            assert {r.asset: (r.sessions_across_users > 0, r.comparable, r.matches) for r in results} == {
-                catalog.SALES: (False, True, True),
-                catalog.PRODUCTS: (False, True, True),
-                catalog.CUSTOMERS: (False, True, True),
-                **{a: (True, False, True) for a in (catalog.USERS, catalog.FUNNEL)},
-            }
-            conn.execute("UPDATE analytics.product_sales_daily SET units = units + 1 WHERE product_id = 'p1'")
-            conn.execute("UPDATE analytics.sales_hourly_reporting SET net_sales = net_sales + 1")
-            differing = {
-                r.asset: r.differing_tables for r in recompute_and_compare(lake, conn, ADDITIVE_ROLLUPS, DAY, "USD")
-            }
-        finally:
-            monkeypatch.delenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS")
-            get_settings.cache_clear()
+        results = recompute_and_compare(lake, conn, catalog.EVENT_ROLLUPS, DAY, "USD")
+        assert rows > small_check_bound
+        assert {r.asset: (r.sessions_across_users > 0, r.comparable, r.matches) for r in results} == {
+            catalog.SALES: (False, True, True),
+            catalog.PRODUCTS: (False, True, True),
+            catalog.CUSTOMERS: (False, True, True),
+            **{a: (True, False, True) for a in (catalog.USERS, catalog.FUNNEL)},
+        }
+        conn.execute("UPDATE analytics.product_sales_daily SET units = units + 1 WHERE product_id = 'p1'")
+        conn.execute("UPDATE analytics.sales_hourly_reporting SET net_sales = net_sales + 1")
+        differing = {
+            r.asset: r.differing_tables for r in recompute_and_compare(lake, conn, ADDITIVE_ROLLUPS, DAY, "USD")
+        }
         hours = conn.execute("SELECT count(*) FROM analytics.sales_hourly_reporting").fetchone()[0]  # type: ignore[index]
         assert differing == {
             catalog.SALES: {"sales_hourly_reporting": 2 * hours},

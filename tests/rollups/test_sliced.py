@@ -20,7 +20,6 @@ from shoppulse.rollups.fx import rates_in_force
 from shoppulse.rollups.incremental import fold_partition
 from shoppulse.rollups.runner import EventInputs, event_rollup_writes
 from shoppulse.rollups.sliced import SLICE_SLACK, SLICED_ROLLUPS, sliced_rollup_writes
-from shoppulse.settings import get_settings
 from tests.rollups import scenario
 from tests.rollups.conftest import write_fx
 from tests.rollups.test_incremental import BEFORE, DAY, random_stream
@@ -84,7 +83,7 @@ def test_sessions_of_several_users_leave_only_customers_to_compare(tmp_path: Pat
 
 
 def test_the_check_compares_every_rollup_of_a_day_over_its_bound(
-    tmp_path: Path, new_database, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, new_database, small_check_bound: int
 ) -> None:
     """Folded rows of a day over the check's bound match the sliced recompute, and a wrong served row of
     users, funnel or customers is caught."""
@@ -93,28 +92,18 @@ def test_the_check_compares_every_rollup_of_a_day_over_its_bound(
     write_fx(url, [BEFORE, DAY])
     lake = tmp_path / "lake"
     write_lake(lake, rng, with_session_owners([r for r in random_stream(rng, 200) if r["event_date"] <= DAY]))
-    monkeypatch.setenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS", "30")
-    get_settings.cache_clear()
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            fold_partition(lake, conn, DAY, lambda d, c: rates_in_force(conn, d, c), "USD")
-            results = recompute_and_compare(lake, conn, SLICED_ROLLUPS, DAY, "USD")
-            assert read_partition(lake, LakeTable.EVENTS, DAY).rows > 30
-            assert {r.asset: (r.comparable, r.differing_tables) for r in results} == {
-                a: (True, {}) for a in SLICED_ROLLUPS
-            }
-            conn.execute("UPDATE analytics.users_daily SET mau = mau + 1")
-            conn.execute(
-                "UPDATE analytics.funnel_daily SET cart_sessions = cart_sessions + 1 WHERE (country, channel, device) "
-                "= (SELECT country, channel, device FROM analytics.funnel_daily ORDER BY 1, 2, 3 LIMIT 1)"
-            )
-            conn.execute("UPDATE analytics.customers_daily SET returning_customers = returning_customers + 1")
-            differing = {
-                r.asset: r.differing_tables for r in recompute_and_compare(lake, conn, SLICED_ROLLUPS, DAY, "USD")
-            }
-    finally:
-        monkeypatch.delenv("SHOPPULSE_RECOMPUTE_CHECK_MAX_EVENTS")
-        get_settings.cache_clear()
+    with psycopg.connect(url, autocommit=True) as conn:
+        fold_partition(lake, conn, DAY, lambda d, c: rates_in_force(conn, d, c), "USD")
+        results = recompute_and_compare(lake, conn, SLICED_ROLLUPS, DAY, "USD")
+        assert read_partition(lake, LakeTable.EVENTS, DAY).rows > small_check_bound
+        assert {r.asset: (r.comparable, r.differing_tables) for r in results} == {a: (True, {}) for a in SLICED_ROLLUPS}
+        conn.execute("UPDATE analytics.users_daily SET mau = mau + 1")
+        conn.execute(
+            "UPDATE analytics.funnel_daily SET cart_sessions = cart_sessions + 1 WHERE (country, channel, device) "
+            "= (SELECT country, channel, device FROM analytics.funnel_daily ORDER BY 1, 2, 3 LIMIT 1)"
+        )
+        conn.execute("UPDATE analytics.customers_daily SET returning_customers = returning_customers + 1")
+        differing = {r.asset: r.differing_tables for r in recompute_and_compare(lake, conn, SLICED_ROLLUPS, DAY, "USD")}
     assert differing == {
         catalog.USERS: {"users_daily": 2},
         catalog.FUNNEL: {"funnel_daily": 2},
