@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dagster import AssetKey, DagsterInstance
 from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.storage.tags import BACKFILL_ID_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_backfill_id
 from dagster._core.workspace.context import WorkspaceProcessContext
@@ -87,5 +88,5 @@ def run_asset_backfill(
             if time.monotonic() - began > timeout_seconds:
                 raise TimeoutError(f"backfill {backfill.backfill_id} still {current.status} after {timeout_seconds}s")
             time.sleep(0.05)
-    run_ids = [r.run_id for r in instance.get_runs() if r.tags.get("dagster/backfill") == backfill.backfill_id]
+    run_ids = [r.run_id for r in instance.get_runs() if r.tags.get(BACKFILL_ID_TAG) == backfill.backfill_id]
     return BackfillOutcome(backfill.backfill_id, current.status, run_ids, time.monotonic() - began)

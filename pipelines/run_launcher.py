@@ -34,6 +34,7 @@ from dagster._core.launcher.base import (
     WorkerStatus,
 )
 from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.tags import BACKFILL_ID_TAG
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
@@ -73,13 +74,12 @@ DEFAULT_BACKGROUND_JOBS = ("rollup_checks", "dagster_storage_retention")
 DEFAULT_BACKGROUND_NICENESS = 10
 """nice 10 against 0: under CPU contention the kernel gives a live run ~9× the share of a background one
 (weights 1024 : 110); on an idle machine a background run is as fast as ever."""
-BACKFILL_TAG = "dagster/backfill"
 
 
 def run_niceness(run: DagsterRun, background_jobs: Sequence[str], background_niceness: int) -> int:
     """How much lower than the fork server a run worker's CPU priority is: `background_niceness` for a run
     of a background job or of a backfill, else 0 (live rollup runs, reruns, the reconciler's runs)."""
-    if run.job_name in background_jobs or BACKFILL_TAG in run.tags:
+    if run.job_name in background_jobs or BACKFILL_ID_TAG in run.tags:
         return background_niceness
     return 0
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from dagster import DagsterRunStatus, instance_for_test
 from dagster._core.launcher.base import WorkerStatus
+from dagster._core.storage.tags import BACKFILL_ID_TAG
 from dagster._core.test_utils import create_run_for_test
 
 from pipelines.run_launcher import (
-    BACKFILL_TAG,
     PID_TAG,
     ForkServerRunLauncher,
     _enter_worker,
@@ -42,7 +42,7 @@ def test_check_and_backfill_runs_are_niced_live_runs_are_not() -> None:
     with instance_for_test() as instance:
         live = create_run_for_test(instance, job_name="rollups")
         check = create_run_for_test(instance, job_name="rollup_checks")
-        backfill = create_run_for_test(instance, job_name="rollups", tags={BACKFILL_TAG: "abcdefgh"})
+        backfill = create_run_for_test(instance, job_name="rollups", tags={BACKFILL_ID_TAG: "abcdefgh"})
         assert run_niceness(live, background, 10) == 0
         assert run_niceness(check, background, 10) == 10
         assert run_niceness(backfill, background, 7) == 7
